@@ -1,0 +1,215 @@
+"""One TCP link driven by a sans-IO `LinkConnection`: socket bytes in, events out, timers.
+
+The hot path is `BufferedProtocol`: the loop reads straight into a preallocated buffer, the core
+decrypts, and writes are coalesced per loop iteration (`kick()`), so many records leave in one
+`send()`. Timers come only from `next_timer_deadline()`; there is no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from altmesh.protocol import LinkConnection, ProtocolError
+
+log = logging.getLogger(__name__)
+
+READ_BUFFER_SIZE = 256 * 1024
+
+
+class LinkHandler(Protocol):
+    """What an application does with a link's life and events."""
+
+    def link_event(self, link: LinkTransport, event: object) -> None: ...
+
+    def link_failed(self, link: LinkTransport, error: ProtocolError) -> None: ...
+
+    def link_lost(self, link: LinkTransport, reason: str) -> None: ...
+
+
+class LinkTransport(asyncio.BufferedProtocol):
+    """asyncio protocol for one link; `conn` is the protocol core object."""
+
+    def __init__(
+        self,
+        conn: LinkConnection,
+        handler: LinkHandler,
+        *,
+        is_initiator: bool,
+        on_connection_made: Callable[[LinkTransport], bool] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.handler = handler
+        self.is_initiator = is_initiator
+        self.on_connection_made = on_connection_made
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.peername: str = "?"
+        self.closed = False
+        self.write_paused = False
+        self.app: dict[str, Any] = {}  # application state hung on the link
+        self._buffer = bytearray(READ_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._lost_reported = False
+        self.established_waiter: asyncio.Future[None] = self.loop.create_future()
+
+    # ------------------------------------------------------------------ asyncio protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            host, port = peer[0], peer[1]
+            self.peername = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.on_connection_made is not None and not self.on_connection_made(self):
+            self.closed = True
+            transport.abort()
+            return
+        if self.is_initiator:
+            self.conn.start(self.loop.time())
+        self._after_input()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.closed:
+            return
+        try:
+            self.conn.receive_data(bytes(self._view[:nbytes]), self.loop.time())
+        except ProtocolError as error:
+            self._fail(error)
+            return
+        self._after_input()
+
+    def eof_received(self) -> bool:
+        self._lost("peer closed the connection")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self._lost(f"connection lost: {exc}" if exc else "connection closed")
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+
+    # ------------------------------------------------------------------ driving the core
+
+    def _after_input(self) -> None:
+        """Hand every pending event to the application, then write and re-arm the timer."""
+        conn = self.conn
+        try:
+            while True:
+                event = conn.next_event()
+                if event is None:
+                    break
+                if not self.established_waiter.done() and conn.established:
+                    self.established_waiter.set_result(None)
+                self.handler.link_event(self, event)
+                if self.closed:
+                    return
+        except ProtocolError as error:
+            self._fail(error)
+            return
+        if not self.established_waiter.done() and conn.established:
+            self.established_waiter.set_result(None)
+        self.flush()
+
+    def kick(self) -> None:
+        """The application changed the core's state: write (coalesced) at the next iteration."""
+        if not self._flush_scheduled and not self.closed:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.closed:
+            self._after_input()
+
+    def flush(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        data = self.conn.data_to_send()
+        if data:
+            self.transport.write(data)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.conn.next_timer_deadline()
+        if deadline == self._timer_deadline:
+            return
+        self._cancel_timer()
+        self._timer_deadline = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_deadline = None
+        if self.closed:
+            return
+        try:
+            self.conn.handle_timer(self.loop.time())
+        except ProtocolError as error:
+            self._fail(error)
+            return
+        self._after_input()
+
+    # ------------------------------------------------------------------ ending
+
+    def _fail(self, error: ProtocolError) -> None:
+        if self.closed:
+            return
+        self.handler.link_failed(self, error)
+        self.abort(f"protocol error: {error.kind}")
+
+    def close(self, reason: str) -> None:
+        """Close cleanly: tell the peer, write what is queued, then close the socket."""
+        if self.closed:
+            return
+        try:
+            self.conn.close(reason)
+            self.flush()
+        except ProtocolError:
+            pass
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+        self._lost(reason)
+
+    def abort(self, reason: str) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.abort()
+        self._lost(reason)
+
+    def _lost(self, reason: str) -> None:
+        if self._lost_reported:
+            return
+        self._lost_reported = True
+        self.closed = True
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        if not self.established_waiter.done():
+            self.established_waiter.set_exception(ConnectionError(reason))
+            self.established_waiter.exception()  # mark retrieved: nobody may be waiting
+        self.handler.link_lost(self, reason)

@@ -1,0 +1,260 @@
+"""A local TCP connection joined to one link stream through an end-to-end session.
+
+Plaintext from the local socket is encrypted by the stream's `EndToEndSession` and offered to the
+link as far as the stream's credit allows; the rest waits in a queue and the local socket stops
+being read until `StreamWritable` arrives. Data from the link is decrypted and written locally;
+it is acknowledged (credit returned to the far end) only while the local socket keeps up, so a
+slow local reader slows the far sender instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+
+from altmesh.net.link import LinkTransport
+from altmesh.protocol import EndToEndSession, ProtocolError
+
+log = logging.getLogger(__name__)
+
+# Stop reading the local socket while this much ciphertext waits for credit.
+LOCAL_READ_PAUSE_BYTES = 256 * 1024
+RESET_LOCAL_CLOSED = 1
+RESET_E2E_FAILED = 2
+RESET_TARGET_UNREACHABLE = 3
+RESET_PORT_REFUSED = 4
+
+
+class StreamCounters:
+    """Byte counts a node reports in `altmesh status` and metrics."""
+
+    def __init__(self) -> None:
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.streams_open = 0
+        self.streams_total = 0
+
+
+class E2EStream(asyncio.Protocol):
+    """Base class: the open phase shared by client-side and service-side streams."""
+
+    def __init__(self, counters: StreamCounters, on_done: Callable[[E2EStream], None]) -> None:
+        self.counters = counters
+        self.on_done = on_done
+        self.local: asyncio.Transport | None = None
+        self.link: LinkTransport | None = None
+        self.stream_id = -1
+        self.e2e: EndToEndSession | None = None
+        self.open = False  # e2e established and local side connected: plaintext flows
+        self.finished = False
+        self._out: collections.deque[bytes] = collections.deque()
+        self._out_bytes = 0
+        self._local_eof = False
+        self._fin_sent = False
+        self._fin_received = False
+        self._local_reading_paused = False
+        self._local_write_paused = False
+        self._unacked = 0
+        self._early_plaintext: list[bytes] = []
+        self._e2e_up = False
+
+    # ---------------------------------------------------------------- binding to a link stream
+
+    def attach(self, link: LinkTransport, stream_id: int, e2e: EndToEndSession) -> None:
+        self.link = link
+        self.stream_id = stream_id
+        self.e2e = e2e
+        streams: dict[int, E2EStream] = link.app.setdefault("streams", {})
+        streams[stream_id] = self
+        self.counters.streams_open += 1
+        self.counters.streams_total += 1
+
+    def send_raw(self, data: bytes) -> None:
+        """Queue bytes (already e2e ciphertext or handshake) for the link stream."""
+        if data:
+            self._out.append(data)
+            self._out_bytes += len(data)
+            self._pump()
+
+    def _pump(self) -> None:
+        link = self.link
+        if link is None or link.closed or self.finished:
+            return
+        conn = link.conn
+        sid = self.stream_id
+        out = self._out
+        try:
+            while out:
+                chunk = out[0]
+                accepted = conn.send_stream_data(sid, chunk)
+                if accepted <= 0:
+                    break
+                self._out_bytes -= accepted
+                if accepted < len(chunk):
+                    out[0] = chunk[accepted:]
+                    break
+                out.popleft()
+            if not out and self._local_eof and not self._fin_sent and self.open:
+                conn.end_stream(sid)
+                self._fin_sent = True
+        except ProtocolError as error:
+            log.debug("stream %d send failed: %s", sid, error)
+            self.finish(reset=False)
+            return
+        link.kick()
+        self._update_local_reading()
+        self._maybe_done()
+
+    def _update_local_reading(self) -> None:
+        if self.local is None or self.local.is_closing():
+            return
+        should_pause = self._out_bytes >= LOCAL_READ_PAUSE_BYTES or not self.open
+        if should_pause and not self._local_reading_paused:
+            self.local.pause_reading()
+            self._local_reading_paused = True
+        elif not should_pause and self._local_reading_paused:
+            self.local.resume_reading()
+            self._local_reading_paused = False
+
+    # ---------------------------------------------------------------- events from the link
+
+    def stream_data(self, data: bytes) -> None:
+        assert self.e2e is not None and self.link is not None
+        try:
+            chunks = self.e2e.receive(data)
+        except ProtocolError as error:
+            self.e2e_failed(error)
+            return
+        if not self._e2e_up and self.handshake_done():
+            self._e2e_up = True
+            self.e2e_established()
+            if self.finished:
+                return
+        local = self.local
+        if local is None:
+            self._early_plaintext.extend(chunks)  # service side: target not connected yet
+        elif not local.is_closing():
+            size = 0
+            for chunk in chunks:
+                local.write(chunk)
+                size += len(chunk)
+            self.counters.bytes_in += size
+        if self._local_write_paused:
+            self._unacked += len(data)
+        else:
+            self._acknowledge(len(data))
+
+    def _acknowledge(self, nbytes: int) -> None:
+        link = self.link
+        if nbytes and link is not None and not link.closed and not self.finished:
+            try:
+                link.conn.acknowledge(self.stream_id, nbytes)
+            except ProtocolError:
+                return
+            link.kick()
+
+    def stream_writable(self) -> None:
+        self._pump()
+
+    def stream_ended(self) -> None:
+        self._fin_received = True
+        if self.local is not None and not self.local.is_closing():
+            if self.local.can_write_eof():
+                self.local.write_eof()
+            else:
+                self.local.close()
+        self._maybe_done()
+
+    def stream_reset(self, reason: str) -> None:
+        log.debug("stream %d reset by peer: %s", self.stream_id, reason)
+        self.finish(reset=False)
+
+    def link_lost(self) -> None:
+        self.finish(reset=False)
+
+    # ---------------------------------------------------------------- hooks for subclasses
+
+    def handshake_done(self) -> bool:
+        return self.e2e is not None and self.e2e.established
+
+    def e2e_established(self) -> None:
+        """The end-to-end handshake finished (subclasses connect or reply to the user)."""
+
+    def e2e_failed(self, error: ProtocolError) -> None:
+        log.warning("stream %d: end-to-end session failed: %s", self.stream_id, error)
+        self.finish(reset=True, code=RESET_E2E_FAILED, reason=error.kind)
+
+    def start_flowing(self) -> None:
+        """Both ends are ready: read the local socket, acknowledge, forward."""
+        self.open = True
+        self._update_local_reading()
+        self._pump()
+
+    # ---------------------------------------------------------------- local socket (asyncio)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.local = transport
+        for chunk in self._early_plaintext:
+            transport.write(chunk)
+            self.counters.bytes_in += len(chunk)
+        self._early_plaintext.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.open or self.e2e is None:
+            self.early_data(data)
+            return
+        self.counters.bytes_out += len(data)
+        self.send_raw(self.e2e.encrypt(data))
+
+    def early_data(self, data: bytes) -> None:
+        """Bytes from the local socket before the stream is open (SOCKS negotiation)."""
+
+    def eof_received(self) -> bool:
+        self._local_eof = True
+        self._pump()
+        return True  # keep the local socket open for the other direction
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished:
+            # Half-closes keep the socket; losing it early means the local side went away.
+            self.finish(reset=True, code=RESET_LOCAL_CLOSED, reason="local connection closed")
+
+    def pause_writing(self) -> None:
+        self._local_write_paused = True
+
+    def resume_writing(self) -> None:
+        self._local_write_paused = False
+        unacked, self._unacked = self._unacked, 0
+        self._acknowledge(unacked)
+
+    # ---------------------------------------------------------------- ending
+
+    def _maybe_done(self) -> None:
+        if self._fin_sent and self._fin_received and not self.finished:
+            self.finish(reset=False)
+
+    def finish(self, reset: bool, code: int = 0, reason: str = "") -> None:
+        if self.finished:
+            return
+        self.finished = True
+        link = self.link
+        if link is not None:
+            streams = link.app.get("streams", {})
+            if streams.get(self.stream_id) is self:
+                del streams[self.stream_id]
+                self.counters.streams_open -= 1
+            if reset and not link.closed:
+                with contextlib.suppress(ProtocolError):
+                    link.conn.reset_stream(self.stream_id, code, reason)
+                link.kick()
+        if self.local is not None and not self.local.is_closing():
+            if reset or not self._fin_received:
+                self.local.abort()
+            else:
+                self.local.close()
+        self._out.clear()
+        self.on_done(self)

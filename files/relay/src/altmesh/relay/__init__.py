@@ -1,0 +1,1 @@
+"""The relay daemon `altmesh-relay`."""
