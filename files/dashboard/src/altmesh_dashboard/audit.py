@@ -1,0 +1,76 @@
+"""The audit log: every change made through the dashboard, append-only. `record_audit` is the one
+way to write it; the blueprint only reads it (it has no route that changes anything)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, render_template, request
+from sqlalchemy import func, select
+
+from altmesh_dashboard.auth.access import current_user, role_required
+from altmesh_dashboard.db import get_session
+from altmesh_dashboard.models import AuditEntry, User
+
+bp = Blueprint("audit", __name__, url_prefix="/audit")
+
+PAGE_SIZE = 50
+
+
+def actor_name(actor: User | str | None) -> str:
+    if isinstance(actor, User):
+        return actor.username
+    if isinstance(actor, str):
+        return actor
+    user = current_user._get_current_object() if current_user else None  # type: ignore[attr-defined]
+    return user.username if isinstance(user, User) else "system"
+
+
+def record_audit(
+    actor: User | str | None,
+    action: str,
+    target: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    *,
+    commit: bool = True,
+) -> AuditEntry:
+    """Append an audit entry. `actor` is a User, a name such as "relay:r1" or "cli:root", or None
+    for the logged-in user. With commit=True (the default) the session is committed, so the entry
+    and the caller's pending changes land together; pass commit=False to commit yourself."""
+    entry = AuditEntry(
+        actor=actor_name(actor), action=action, target=target, before=before, after=after
+    )
+    session = get_session()
+    session.add(entry)
+    if commit:
+        session.commit()
+    return entry
+
+
+@bp.get("/")
+@role_required("viewer")
+def index() -> str:
+    session = get_session()
+    query = select(AuditEntry)
+    actor = request.args.get("actor", "").strip()
+    action = request.args.get("action", "").strip()
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    entries = session.scalars(
+        query.order_by(AuditEntry.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    ).all()
+    actions = session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    return render_template(
+        "audit.html",
+        entries=entries,
+        page=page,
+        pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        actor=actor,
+        action=action,
+        actions=list(actions),
+    )

@@ -1,0 +1,125 @@
+"""Who is asking: the logged-in user, the decorators that guard views, and the rule that every
+endpoint needs a login unless it is explicitly marked public or relay-token-authenticated."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast
+
+from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.local import LocalProxy
+
+from altmesh_dashboard.models import ROLES, User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# How a view authenticates its caller. Unmarked views need a logged-in user.
+AccessMark = Literal["public", "relay_token", "metrics_token"]
+ACCESS_ATTRIBUTE = "_altmesh_access"
+
+
+def _load_user() -> User | None:
+    if "current_user" not in g:
+        from altmesh_dashboard.db import get_session
+
+        user: User | None = None
+        user_id = session.get("user_id")
+        if isinstance(user_id, int):
+            candidate = get_session().get(User, user_id)
+            # A changed role or password invalidates older sessions.
+            if (
+                candidate is not None
+                and not candidate.disabled
+                and session.get("auth_stamp") == auth_stamp(candidate)
+            ):
+                user = candidate
+        g.current_user = user
+    return cast(User | None, g.current_user)
+
+
+current_user: User | None = cast(User | None, LocalProxy(_load_user))
+
+
+def auth_stamp(user: User) -> str:
+    """Changes whenever the user's password or role changes, ending their existing sessions."""
+    import hashlib
+
+    return hashlib.sha256(f"{user.id}:{user.role}:{user.password_hash}".encode()).hexdigest()[:16]
+
+
+def mark_access(mark: AccessMark) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        setattr(view, ACCESS_ATTRIBUTE, mark)
+        return view
+
+    return decorate
+
+
+public = mark_access("public")
+
+
+def access_of(view: Callable[..., Any] | None) -> str:
+    return str(getattr(view, ACCESS_ATTRIBUTE, "login")) if view is not None else "login"
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _refuse_anonymous() -> ResponseReturnValue:
+    if _wants_json():
+        return jsonify(error="authentication required: log in first"), 401
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if _load_user() is None:
+            return _refuse_anonymous()
+        return view(*args, **kwargs)
+
+    return cast(F, wrapped)
+
+
+def role_required(role: str) -> Callable[[F], F]:
+    """Allow users whose role is `role` or above (viewer < operator < admin)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+    needed = ROLES.index(role)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            user = _load_user()
+            if user is None:
+                return _refuse_anonymous()
+            if ROLES.index(user.role) < needed:
+                from altmesh_dashboard.metrics import FAILURES
+
+                FAILURES.labels(kind="forbidden").inc()
+                abort(403, description=f"this needs the {role} role; you are {user.role}")
+            return view(*args, **kwargs)
+
+        return cast(F, wrapped)
+
+    return decorate
+
+
+def install_login_guard(app: Flask) -> None:
+    """Second line of defence: a view someone forgot to decorate still needs a login."""
+
+    @app.before_request
+    def _require_login() -> ResponseReturnValue | None:
+        if request.endpoint is None:
+            return None  # 404 / 405: nothing to protect
+        if request.endpoint == "static":
+            return None
+        view = app.view_functions.get(request.endpoint)
+        if access_of(view) != "login":
+            return None
+        if _load_user() is None:
+            return _refuse_anonymous()
+        return None

@@ -1,0 +1,203 @@
+"""The dashboard's tables, as SQLAlchemy 2 typed mappings. Timestamps are timezone-aware UTC."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ROLES = ("viewer", "operator", "admin")  # each role may do everything the ones before it may
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores aware UTC datetimes; SQLite forgets the zone, so it is put back on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    def audit_view(self) -> dict[str, Any]:
+        """What the audit log shows of a user: never the password hash."""
+        return {"username": self.username, "role": self.role, "disabled": self.disabled}
+
+
+class LoginFailure(Base):
+    """One failed login, kept for the throttling window (shared by every gunicorn worker)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_remote_at", "remote_addr", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    remote_addr: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Relay(Base):
+    __tablename__ = "relays"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # base64 of the 32-byte X25519 key
+    address: Mapped[str] = mapped_column(String(45))  # the relay's ULA IPv6 address
+    endpoints: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    registered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    load: Mapped[float | None] = mapped_column(Float, default=None)
+    active_streams: Mapped[int | None] = mapped_column(Integer, default=None)
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    version: Mapped[str | None] = mapped_column(String(64), default=None)
+
+    links: Mapped[list[Link]] = relationship(
+        back_populates="relay", cascade="all, delete-orphan", order_by="Link.peer_name"
+    )
+
+    def audit_view(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "public_key": self.public_key,
+            "address": self.address,
+            "endpoints": self.endpoints,
+        }
+
+
+class Link(Base):
+    """A relay's link to a mesh peer, as its latest heartbeat described it."""
+
+    __tablename__ = "links"
+    __table_args__ = (UniqueConstraint("relay_id", "peer_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    relay_id: Mapped[int] = mapped_column(ForeignKey("relays.id", ondelete="CASCADE"))
+    peer_name: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    rtt_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    relay: Mapped[Relay] = relationship(back_populates="links")
+
+
+class Heartbeat(Base):
+    __tablename__ = "heartbeats"
+    __table_args__ = (Index("ix_heartbeats_relay_at", "relay_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    relay_id: Mapped[int] = mapped_column(ForeignKey("relays.id", ondelete="CASCADE"))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    load: Mapped[float] = mapped_column(Float)
+    active_streams: Mapped[int] = mapped_column(Integer)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[str] = mapped_column(String(64))
+    links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class SecurityEvent(Base):
+    __tablename__ = "security_events"
+    __table_args__ = (
+        Index("ix_security_events_at", "occurred_at"),
+        Index("ix_security_events_relay_kind", "relay_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    relay_id: Mapped[int] = mapped_column(ForeignKey("relays.id", ondelete="CASCADE"))
+    occurred_at: Mapped[dt.datetime] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    peer: Mapped[str | None] = mapped_column(String(128), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    relay: Mapped[Relay] = relationship()
+
+
+class ApiToken(Base):
+    """A relay's API token. Only a SHA-256 of the token is kept: tokens are 256 random bits, so a
+    fast hash is as safe as a slow KDF and keeps heartbeats cheap."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    relay_name: Mapped[str] = mapped_column(String(63), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    def audit_view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "relay_name": self.relay_name,
+            "revoked": self.revoked_at is not None,
+        }
+
+
+class AuditEntry(Base):
+    """Append-only: the app inserts audit entries and never updates or deletes them."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
