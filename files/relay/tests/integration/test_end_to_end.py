@@ -1,0 +1,419 @@
+"""The whole path with real processes on loopback: named (signed alt.), a relay, two services
+(`altmesh serve`), a client (`altmesh up` with SOCKS5 and a forward), curl, and raw link clients.
+
+    curl --socks5-hostname ──> client ──link──> relay ──link──> recording proxy ──> web service
+                                                  └──link──> data service ──> data_server.py
+
+The relay and the services rekey every few seconds, so every test also crosses rekeys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import signal
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from altmesh.protocol import StaticKeyPair, node_address
+from altmesh.protocol import network_prefix as parse_prefix
+from altmesh.testing.named import NamedServer
+
+from . import helpers
+from .data_server import source_sha256
+from .helpers import ALTMESH, HERE, PYTHON, RELAY, Node, Proc, free_port
+
+REKEY_SECONDS = 3
+REJECT_SECONDS = 10
+MARKER = b"ALTMESH-SERVICE-PLAINTEXT-" + secrets.token_hex(8).encode()
+
+
+@dataclass
+class Mesh:
+    workdir: Path
+    named: NamedServer
+    relay: Node
+    relay_port: int
+    metrics_port: int
+    relay_proc: Proc
+    web: Node
+    data: Node
+    client: Node
+    socks_port: int
+    forward_port: int
+    capture: Path
+    site: Path
+    procs: dict[str, Proc]
+
+    def start_relay(self) -> Proc:
+        proc = Proc("relay", [*RELAY, "--config", str(self.relay.config)], self.workdir)
+        proc.wait_for_output("altmesh-relay ready")
+        self.relay_proc = proc
+        self.procs["relay"] = proc
+        return proc
+
+
+def record_lines(node: Node, address: str) -> list[str]:
+    return [
+        f"{node.name} 300 IN AAAA {address}",
+        f'{node.name} 300 IN TXT "altmesh-key={node.public_b64}"',
+    ]
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    workdir = tmp_path_factory.mktemp("mesh")
+    prefix = parse_prefix(helpers.PREFIX)
+    relay, web, data, client = (Node(n, workdir) for n in ("relay", "web", "data", "client"))
+    records = []
+    for node in (web, data):
+        records += record_lines(node, str(node_address(prefix, node.public)))
+    named = NamedServer.start(workdir / "named", records=records)
+    procs: dict[str, Proc] = {}
+    try:
+        site = workdir / "site"
+        site.mkdir()
+        (site / "index.html").write_bytes(b"<html><body>" + MARKER * 50 + b"</body></html>\n")
+        (site / "blob.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+        http_port, data_port = free_port(), free_port()
+        procs["http"] = Proc(
+            "http",
+            [
+                PYTHON,
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(site),
+                str(http_port),
+            ],
+            workdir,
+        )
+        procs["data_server"] = Proc(
+            "data_server", [PYTHON, str(HERE / "data_server.py"), str(data_port)], workdir
+        )
+        procs["data_server"].wait_for_output("ready")
+
+        relay_port, metrics_port, proxy_port = free_port(), free_port(), free_port()
+        helpers.write_relay_config(
+            relay, relay_port, metrics_port, rekey=REKEY_SECONDS, reject=REJECT_SECONDS
+        )
+        capture = workdir / "relay-to-web.capture"
+        procs["proxy"] = Proc(
+            "proxy",
+            [
+                PYTHON,
+                str(HERE / "recording_proxy.py"),
+                str(proxy_port),
+                str(relay_port),
+                str(capture),
+            ],
+            workdir,
+        )
+        procs["proxy"].wait_for_output("ready")
+        socks_port, forward_port = free_port(), free_port()
+        helpers.write_client_config(
+            web,
+            "service",
+            relay,
+            proxy_port,
+            service=("web.alt", f"127.0.0.1:{http_port}"),
+            rekey=REKEY_SECONDS,
+            reject=REJECT_SECONDS,
+        )
+        helpers.write_client_config(
+            data,
+            "service",
+            relay,
+            relay_port,
+            service=("data.alt", f"127.0.0.1:{data_port}"),
+            rekey=REKEY_SECONDS,
+            reject=REJECT_SECONDS,
+        )
+        helpers.write_client_config(
+            client,
+            "client",
+            relay,
+            relay_port,
+            dns_port=named.port,
+            trust_anchor=named.trust_anchor,
+            socks_port=socks_port,
+            forwards=(f"{forward_port}:web.alt:80",),
+            rekey=REKEY_SECONDS,
+            reject=REJECT_SECONDS,
+        )
+        mesh = Mesh(
+            workdir,
+            named,
+            relay,
+            relay_port,
+            metrics_port,
+            None,  # type: ignore[arg-type]
+            web,
+            data,
+            client,
+            socks_port,
+            forward_port,
+            capture,
+            site,
+            procs,
+        )
+        mesh.start_relay()
+        for node, argv in (
+            (web, [*ALTMESH, "serve", "web.alt", "--to", f"127.0.0.1:{http_port}"]),
+            (data, [*ALTMESH, "serve", "data.alt", "--to", f"127.0.0.1:{data_port}"]),
+            (client, [*ALTMESH, "up"]),
+        ):
+            procs[node.name] = Proc(node.name, [*argv, "--config", str(node.config)], workdir)
+        for node in (web, data, client):
+            helpers.wait_linked(node)
+        yield mesh
+    finally:
+        for proc in reversed(list(procs.values())):
+            proc.stop()
+        named.stop()
+
+
+def curl(mesh: Mesh, url: str, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", "30", *extra, url], capture_output=True, timeout=60
+    )
+
+
+def socks_curl(mesh: Mesh, url: str) -> subprocess.CompletedProcess[bytes]:
+    return curl(mesh, url, "--socks5-hostname", f"127.0.0.1:{mesh.socks_port}")
+
+
+def test_curl_through_socks5_fetches_pages_byte_exact(mesh: Mesh) -> None:
+    for name in ("index.html", "blob.bin"):
+        result = socks_curl(mesh, f"http://web.alt/{name}")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == (mesh.site / name).read_bytes()
+
+
+def test_port_forward_reaches_the_service(mesh: Mesh) -> None:
+    result = curl(mesh, f"http://127.0.0.1:{mesh.forward_port}/index.html")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (mesh.site / "index.html").read_bytes()
+
+
+def test_socks5_accepts_an_ipv6_literal_of_a_resolved_name(mesh: Mesh) -> None:
+    assert socks_curl(mesh, "http://web.alt/index.html").returncode == 0
+    address = node_address(parse_prefix(helpers.PREFIX), mesh.web.public)
+    result = socks_curl(mesh, f"http://[{address}]/index.html")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (mesh.site / "index.html").read_bytes()
+
+
+def test_unknown_and_non_alt_names_are_refused_promptly(mesh: Mesh) -> None:
+    started = time.monotonic()
+    for url in ("http://nothere.alt/", "http://example.com/"):
+        result = socks_curl(mesh, url)
+        assert result.returncode == 97, (url, result.returncode, result.stderr)  # proxy refused
+    assert time.monotonic() - started < 10
+
+
+async def socks_connect(
+    port: int, host: str, dest_port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    name = host.encode()
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", dest_port))
+    reply = await reader.readexactly(4)
+    assert reply[1] == 0, f"SOCKS reply {reply[1]}"
+    await reader.readexactly({1: 4, 4: 16}[reply[3]] + 2)
+    return reader, writer
+
+
+async def echo_stream(port: int, size: int) -> bool:
+    reader, writer = await socks_connect(port, "data.alt", 9)
+    payload = os.urandom(size)
+    writer.write(b"ECHO\n")
+
+    async def send() -> None:
+        for offset in range(0, size, 32768):
+            writer.write(payload[offset : offset + 32768])
+            await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    digest = hashlib.sha256()
+    received = 0
+    while data := await reader.read(65536):
+        digest.update(data)
+        received += len(data)
+    await sender
+    writer.close()
+    return received == size and digest.digest() == hashlib.sha256(payload).digest()
+
+
+def test_200_concurrent_streams_carry_sha256_exact_payloads(
+    mesh: Mesh, figures: dict[str, str]
+) -> None:
+    async def run() -> list[bool]:
+        async with asyncio.timeout(120):
+            return await asyncio.gather(
+                *(echo_stream(mesh.socks_port, 64 * 1024 + i * 331) for i in range(200))
+            )
+
+    started = time.monotonic()
+    results = asyncio.run(run())
+    elapsed = time.monotonic() - started
+    assert results.count(True) == 200
+    figures["200 concurrent echo streams (64-130 KiB each)"] = f"{elapsed:.2f} s"
+
+
+def rekey_events(node: Node) -> int:
+    return sum(1 for event in node.security_events() if event["event"] == "rekey")
+
+
+def test_1gib_transfer_across_rekeys_is_lossless(mesh: Mesh, figures: dict[str, str]) -> None:
+    total, seed = 1 << 30, 7
+    expected = source_sha256(total, seed)
+    rekeys_before = rekey_events(mesh.relay)
+
+    async def run() -> tuple[int, str, float]:
+        reader, writer = await socks_connect(mesh.socks_port, "data.alt", 9)
+        writer.write(f"SOURCE {total} {seed}\n".encode())
+        started = time.monotonic()
+        digest = hashlib.sha256()
+        received = 0
+        while data := await reader.read(1 << 20):
+            digest.update(data)
+            received += len(data)
+        elapsed = time.monotonic() - started
+        writer.close()
+        return received, digest.hexdigest(), elapsed
+
+    received, digest, elapsed = asyncio.run(asyncio.wait_for(run(), 240))
+    assert received == total
+    assert digest == expected
+    rekeys = rekey_events(mesh.relay) - rekeys_before
+    assert rekeys >= 3, f"only {rekeys} rekeys during the transfer"
+    rate = total / elapsed / 1e6
+    figures["1 GiB through client-relay-service (e2e + 2 links)"] = (
+        f"{rate:.1f} MB/s, {elapsed:.1f} s, {rekeys} link rekeys seen by the relay"
+    )
+
+
+def test_relay_capture_holds_no_service_plaintext(mesh: Mesh) -> None:
+    for _ in range(3):
+        assert socks_curl(mesh, "http://web.alt/index.html").returncode == 0
+    captured = mesh.capture.read_bytes()
+    page = (mesh.site / "index.html").read_bytes()
+    assert len(captured) > 3 * len(page)  # the proxy really carried the pages
+    assert MARKER not in captured
+    assert b"HTTP/1." not in captured
+    assert b"GET /index.html" not in captured
+    assert b"web.alt" not in captured
+
+
+def test_status_shows_link_relay_rtt_streams_and_bytes(mesh: Mesh) -> None:
+    assert socks_curl(mesh, "http://web.alt/index.html").returncode == 0
+    result = subprocess.run(
+        [*ALTMESH, "status", "--config", str(mesh.client.config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "link:       established" in result.stdout
+    assert f"127.0.0.1:{mesh.relay_port}" in result.stdout
+    status = helpers.node_status(mesh.client)
+    assert status["rtt_ms"] is not None and status["rtt_ms"] > 0
+    assert status["streams_total"] > 0 and status["bytes_in"] > 0 and status["bytes_out"] > 0
+
+
+def test_relay_metrics_count_links_streams_bytes_handshakes(mesh: Mesh) -> None:
+    text = helpers.metrics_text(mesh.metrics_port)
+    assert helpers.metric_value(text, "altmesh_links") >= 3
+    assert helpers.metric_value(text, "altmesh_streams_opened_total") > 0
+    assert helpers.metric_value(text, "altmesh_stream_bytes_total") > 0
+    assert 'altmesh_handshakes_total{result="ok"}' in text
+
+
+def test_link_handshakes_per_second(mesh: Mesh, figures: dict[str, str]) -> None:
+    count = 300
+    keys = [StaticKeyPair.generate() for _ in range(count)]
+
+    async def run() -> float:
+        semaphore = asyncio.Semaphore(32)
+
+        async def one(key: StaticKeyPair) -> None:
+            async with semaphore:
+                _conn, _first, writer = await helpers.raw_link_handshake(
+                    mesh.relay_port, key, mesh.relay.public
+                )
+                writer.close()
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(key) for key in keys))
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(run())
+    figures["link handshakes/s (300, 32 at a time, initiators in the test process)"] = (
+        f"{count / elapsed:.0f}/s"
+    )
+
+
+def test_replayed_handshake_is_refused_and_logged(mesh: Mesh) -> None:
+    key = StaticKeyPair.generate()
+
+    async def run() -> tuple[bytes, bytes]:
+        _conn, first, writer = await helpers.raw_link_handshake(
+            mesh.relay_port, key, mesh.relay.public
+        )
+        writer.close()
+        answer = await helpers.send_raw_and_read(mesh.relay_port, first)
+        return first, answer
+
+    _first, answer = asyncio.run(run())
+    assert answer == b""  # no handshake reply for a replay
+    helpers.wait_until(lambda: replay_events(mesh, key) == 1, 5, "handshake_replayed event")
+
+
+def replay_events(mesh: Mesh, key: StaticKeyPair) -> int:
+    encoded = helpers.encode_public_key(key.public)
+    return sum(
+        1
+        for e in mesh.relay.security_events()
+        if e["event"] == "handshake_replayed" and e.get("peer_key") == encoded
+    )
+
+
+def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
+    mesh: Mesh,
+) -> None:
+    before = helpers.node_status(mesh.client)["reconnects"]
+    key = StaticKeyPair.generate()
+
+    async def handshake() -> bytes:
+        _conn, first, writer = await helpers.raw_link_handshake(
+            mesh.relay_port, key, mesh.relay.public
+        )
+        writer.close()
+        return first
+
+    first = asyncio.run(handshake())
+    assert mesh.relay_proc.stop(signal.SIGTERM) == 0, mesh.relay_proc.errors()[-2000:]
+    assert "draining" in mesh.relay_proc.errors()
+    mesh.start_relay()
+    # The accepted timestamp survived the restart (SQLite state): the old message is a replay.
+    assert asyncio.run(helpers.send_raw_and_read(mesh.relay_port, first)) == b""
+    helpers.wait_until(lambda: replay_events(mesh, key) == 1, 5, "handshake_replayed event")
+    for node in (mesh.client, mesh.web, mesh.data):
+        helpers.wait_linked(node, timeout=30)
+    assert helpers.node_status(mesh.client)["reconnects"] > before
+    result = socks_curl(mesh, "http://web.alt/blob.bin")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (mesh.site / "blob.bin").read_bytes()
