@@ -41,7 +41,7 @@ EVENT_NAMES = (
 BASE_FIELDS = ("time", "event", "node", "reason")
 
 
-def event_for_protocol_error(error: BaseException) -> str:
+def event_for_protocol_error(error: BaseException, during_handshake: bool = False) -> str:
     """Which security event a fatal ProtocolError from the core stands for."""
     from altmesh.protocol import errors
 
@@ -49,7 +49,7 @@ def event_for_protocol_error(error: BaseException) -> str:
         return HANDSHAKE_REPLAYED
     if isinstance(error, errors.KeyRefused):
         return KEY_REFUSED
-    if isinstance(error, errors.HandshakeError | errors.HandshakeDecryptError):
+    if during_handshake or isinstance(error, errors.HandshakeError | errors.HandshakeDecryptError):
         return HANDSHAKE_FAILED
     if isinstance(error, errors.DecryptError):
         return DECRYPTION_FAILED

@@ -321,7 +321,7 @@ class Relay:
         )
 
     def link_failed(self, link: LinkTransport, error: ProtocolError) -> None:
-        event = ev.event_for_protocol_error(error)
+        event = ev.event_for_protocol_error(error, during_handshake=not link.app.get("attached"))
         if not link.app.get("attached"):
             self.metrics.handshakes.labels("failed").inc()
         self.metrics.rejections.labels(error.kind).inc()

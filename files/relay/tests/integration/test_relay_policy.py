@@ -1,0 +1,112 @@
+"""Relay admission: allowlist policy, SIGHUP reload without dropping links, handshake rate
+limiting per source, bad input, SIGTERM — each with its security event."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from altmesh.keyfile import encode_public_key
+from altmesh.protocol import StaticKeyPair
+
+from . import helpers
+from .helpers import RELAY, Node, Proc, free_port
+
+
+@dataclass
+class PolicyRelay:
+    node: Node
+    port: int
+    metrics_port: int
+    allowed_file: Path
+    proc: Proc
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[PolicyRelay]:
+    node = Node("relay", tmp_path)
+    port, metrics_port = free_port(), free_port()
+    allowed_file = tmp_path / "allowed.keys"
+    allowed_file.write_text("# nobody yet\n")
+    helpers.write_relay_config(
+        node,
+        port,
+        metrics_port,
+        policy="allowlist",
+        allowed_keys_file=allowed_file,
+        handshake_rate=0.5,
+        handshake_burst=4,
+    )
+    proc = Proc("relay", [*RELAY, "--config", str(node.config)], tmp_path)
+    try:
+        proc.wait_for_output("altmesh-relay ready")
+        yield PolicyRelay(node, port, metrics_port, allowed_file, proc)
+    finally:
+        proc.stop()
+
+
+def events(relay: PolicyRelay, name: str) -> list[dict[str, object]]:
+    return [e for e in relay.node.security_events() if e["event"] == name]
+
+
+def test_unknown_key_is_refused_then_allowed_after_sighup_without_dropping_links(
+    relay: PolicyRelay,
+) -> None:
+    first, second = StaticKeyPair.generate(), StaticKeyPair.generate()
+
+    async def scenario() -> None:
+        with pytest.raises(ConnectionError):
+            await helpers.raw_link_handshake(relay.port, first, relay.node.public)
+        relay.allowed_file.write_text(encode_public_key(first.public) + "\n")
+        os.kill(relay.proc.pid, signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        conn, _first, writer = await helpers.raw_link_handshake(
+            relay.port, first, relay.node.public
+        )
+        # Allow a second key too: the first key's link must survive this reload.
+        relay.allowed_file.write_text(
+            f"{encode_public_key(first.public)}\n{encode_public_key(second.public)}\n"
+        )
+        os.kill(relay.proc.pid, signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        await helpers.raw_link_handshake(relay.port, second, relay.node.public)
+        assert not writer.is_closing()
+        text = helpers.metrics_text(relay.metrics_port)
+        assert helpers.metric_value(text, "altmesh_links") == 2
+        writer.close()
+        del conn
+
+    asyncio.run(scenario())
+    refused = events(relay, "key_refused")
+    assert refused and refused[0]["peer_key"] == encode_public_key(first.public)
+    assert "reloaded" in relay.proc.errors()
+
+
+def test_handshakes_beyond_the_rate_limit_are_refused_and_logged(relay: PolicyRelay) -> None:
+    async def scenario() -> list[bytes]:
+        return [
+            await helpers.send_raw_and_read(relay.port, b"\x00\x01x", timeout=2) for _ in range(7)
+        ]
+
+    asyncio.run(scenario())
+    limited = events(relay, "rate_limited")
+    assert len(limited) >= 2
+    assert str(limited[0]["peer"]).startswith("127.0.0.1:")
+    text = helpers.metrics_text(relay.metrics_port)
+    assert helpers.metric_value(text, "altmesh_rejections_total") >= 2
+
+
+def test_garbage_instead_of_a_handshake_is_logged_not_crashing(relay: PolicyRelay) -> None:
+    asyncio.run(helpers.send_raw_and_read(relay.port, b"\x00\x30" + os.urandom(48), timeout=2))
+    helpers.wait_until(lambda: bool(events(relay, "handshake_failed")), 5, "handshake_failed")
+    assert relay.proc.popen.poll() is None
+
+
+def test_sigterm_stops_the_relay_cleanly(relay: PolicyRelay) -> None:
+    assert relay.proc.stop(signal.SIGTERM) == 0
+    assert "stopped" in relay.proc.errors()
