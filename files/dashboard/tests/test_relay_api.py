@@ -1,0 +1,340 @@
+"""The relay API: register, heartbeat and security events with a relay token; bad input gets a
+clear 4xx naming the problem."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from altmesh_dashboard.db import get_session
+from altmesh_dashboard.models import ApiToken, AuditEntry, Heartbeat, Relay, SecurityEvent
+from altmesh_dashboard.tokens import hash_token, revoke_token
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def registration(name: str = "relay-1", **changes: Any) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "public_key": PUBLIC_KEY,
+        "address": "fd00:1:2::1",
+        "endpoints": [{"host": "192.0.2.10", "port": 7000}],
+    }
+    body.update(changes)
+    return body
+
+
+def heartbeat(**changes: Any) -> dict[str, Any]:
+    body = {
+        "load": 0.25,
+        "active_streams": 3,
+        "bytes_in": 1000,
+        "bytes_out": 2000,
+        "version": "0.1.0",
+        "links": [{"peer": "relay-2", "state": "up", "rtt_ms": 12.5}],
+    }
+    body.update(changes)
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def token(relay_token: Callable[[str], str]) -> str:
+    return relay_token("relay-1")
+
+
+def test_register_creates_the_relay_and_audits_it(
+    client: FlaskClient, app: Flask, token: str
+) -> None:
+    response = client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["relay"]["name"] == "relay-1"
+    assert body["relay"]["state"] == "down"  # registered, no heartbeat yet
+    assert body["dns"] == "not configured"
+    with app.app_context():
+        relay = get_session().scalar(select(Relay))
+        assert relay is not None and relay.address == "fd00:1:2::1"
+        entry = get_session().scalar(
+            select(AuditEntry).where(AuditEntry.action == "relay.register")
+        )
+        assert entry is not None
+        assert entry.actor == "relay:relay-1"
+        assert entry.before is None and entry.after["address"] == "fd00:1:2::1"
+
+
+def test_re_registering_with_a_new_address_updates_and_audits_before_and_after(
+    client: FlaskClient, app: Flask, token: str
+) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    response = client.post(
+        "/api/v1/relays/register",
+        json=registration(address="fd00:1:2::99"),
+        headers=bearer(token),
+    )
+    assert response.status_code == 200
+    with app.app_context():
+        entry = get_session().scalar(select(AuditEntry).where(AuditEntry.action == "relay.update"))
+        assert entry is not None
+        assert entry.before["address"] == "fd00:1:2::1"
+        assert entry.after["address"] == "fd00:1:2::99"
+
+
+def test_heartbeat_updates_status_links_and_history(
+    client: FlaskClient, app: Flask, token: str
+) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    response = client.post("/api/v1/relays/heartbeat", json=heartbeat(), headers=bearer(token))
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "up"
+    client.post(
+        "/api/v1/relays/heartbeat",
+        json=heartbeat(load=0.5, links=[{"peer": "relay-3", "state": "down"}]),
+        headers=bearer(token),
+    )
+    with app.app_context():
+        relay = get_session().scalar(select(Relay))
+        assert relay is not None
+        assert relay.load == 0.5
+        assert [(link.peer_name, link.state, link.rtt_ms) for link in relay.links] == [
+            ("relay-3", "down", None)
+        ]
+        assert get_session().scalar(select(func.count()).select_from(Heartbeat)) == 2
+
+
+def test_heartbeat_history_is_trimmed_to_the_configured_length(
+    make_app: Callable[..., Flask], relay_token: Callable[[str], str]
+) -> None:
+    app = make_app(HEARTBEAT_HISTORY=10)
+    client = app.test_client()
+    token = relay_token("relay-1")
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    for _ in range(60):
+        client.post("/api/v1/relays/heartbeat", json=heartbeat(), headers=bearer(token))
+    with app.app_context():
+        kept = get_session().scalar(select(func.count()).select_from(Heartbeat))
+    assert kept is not None and 10 <= kept < 60
+
+
+def test_security_events_are_stored(client: FlaskClient, app: Flask, token: str) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    events = [
+        {
+            "time": "2026-01-31T12:00:00Z",
+            "kind": "handshake_failure",
+            "severity": "warning",
+            "peer": "198.51.100.7:4444",
+            "detail": {"reason": "bad MAC"},
+        },
+        {"time": "2026-01-31T12:00:01+00:00", "kind": "replayed_handshake"},
+    ]
+    response = client.post("/api/v1/relays/events", json={"events": events}, headers=bearer(token))
+    assert response.status_code == 202
+    assert response.get_json() == {"accepted": 2}
+    with app.app_context():
+        stored = get_session().scalars(select(SecurityEvent).order_by(SecurityEvent.id)).all()
+        assert [event.kind for event in stored] == ["handshake_failure", "replayed_handshake"]
+        assert stored[1].severity == "warning"
+        assert stored[0].detail == {"reason": "bad MAC"}
+
+
+def test_heartbeat_before_registration_is_a_conflict(client: FlaskClient, token: str) -> None:
+    response = client.post("/api/v1/relays/heartbeat", json=heartbeat(), headers=bearer(token))
+    assert response.status_code == 409
+    assert "register first" in response.get_json()["error"]
+
+
+def test_a_token_cannot_register_another_relay(client: FlaskClient, token: str) -> None:
+    response = client.post(
+        "/api/v1/relays/register", json=registration(name="relay-2"), headers=bearer(token)
+    )
+    assert response.status_code == 403
+    assert response.get_json()["field"] == "name"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer amr_not-a-real-token"}, {"Authorization": "Basic abc"}],
+    ids=["no-header", "unknown-token", "wrong-scheme"],
+)
+def test_requests_without_a_valid_token_are_refused(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    for path in ("/api/v1/relays/register", "/api/v1/relays/heartbeat", "/api/v1/relays/events"):
+        response = client.post(path, json={}, headers=headers)
+        assert response.status_code == 401, path
+        assert "token" in response.get_json()["error"]
+
+
+def test_a_revoked_token_is_refused(client: FlaskClient, app: Flask, token: str) -> None:
+    assert (
+        client.post(
+            "/api/v1/relays/register", json=registration(), headers=bearer(token)
+        ).status_code
+        == 201
+    )
+    with app.app_context():
+        session = get_session()
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        assert row is not None
+        revoke_token(session, row.id)
+        session.commit()
+    response = client.post("/api/v1/relays/heartbeat", json=heartbeat(), headers=bearer(token))
+    assert response.status_code == 401
+
+
+def test_tokens_are_stored_only_as_hashes(app: Flask, token: str) -> None:
+    with app.app_context():
+        row = get_session().scalar(select(ApiToken))
+        assert row is not None
+        assert row.token_hash == hash_token(token)
+        assert token not in json.dumps(
+            {column.name: str(getattr(row, column.name)) for column in ApiToken.__table__.columns}
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (registration(name="Relay_1"), "name"),
+        (registration(public_key="not base64!"), "public_key"),
+        (registration(public_key=base64.b64encode(b"short").decode()), "public_key"),
+        (registration(address="10.0.0.1"), "address"),
+        (registration(endpoints=[]), "endpoints"),
+        (registration(endpoints=[{"host": "x", "port": 70000}]), "endpoints[0].port"),
+        (registration(extra=1), "extra"),
+        ({"name": "relay-1"}, "public_key"),
+    ],
+)
+def test_malformed_registrations_name_the_field(
+    client: FlaskClient, token: str, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/api/v1/relays/register", json=body, headers=bearer(token))
+    assert response.status_code == 422
+    assert response.get_json()["field"] == field
+    assert field in response.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (heartbeat(load=1.5), "load"),
+        (heartbeat(load="high"), "load"),
+        (heartbeat(active_streams=-1), "active_streams"),
+        (heartbeat(bytes_in=True), "bytes_in"),
+        (heartbeat(links=[{"peer": "relay-2", "state": "sideways"}]), "links[0].state"),
+        (heartbeat(links=[{"peer": "relay-2", "state": "up", "rtt_ms": -3}]), "links[0].rtt_ms"),
+        (heartbeat(links="relay-2"), "links"),
+        ({"load": 0.1}, "active_streams"),
+        ([1, 2, 3], "body"),
+    ],
+)
+def test_malformed_heartbeats_name_the_field(
+    client: FlaskClient, token: str, body: Any, field: str
+) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    response = client.post("/api/v1/relays/heartbeat", json=body, headers=bearer(token))
+    assert response.status_code == 422
+    assert response.get_json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("events", "field"),
+    [
+        ([{"time": "yesterday", "kind": "x"}], "events[0].time"),
+        ([{"time": "2026-01-31T12:00:00", "kind": "x"}], "events[0].time"),
+        ([{"time": "2026-01-31T12:00:00Z", "kind": "Bad Kind"}], "events[0].kind"),
+        ([{"time": "2026-01-31T12:00:00Z", "kind": "x", "severity": "meh"}], "events[0].severity"),
+        ([], "events"),
+    ],
+)
+def test_malformed_event_batches_name_the_field(
+    client: FlaskClient, token: str, events: list[Any], field: str
+) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    response = client.post("/api/v1/relays/events", json={"events": events}, headers=bearer(token))
+    assert response.status_code == 422
+    assert response.get_json()["field"] == field
+
+
+def test_body_that_is_not_json_is_a_400(client: FlaskClient, token: str) -> None:
+    response = client.post(
+        "/api/v1/relays/register",
+        data="{not json",
+        headers={**bearer(token), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "the body is not valid JSON"}
+
+
+def test_body_of_another_type_is_a_415(client: FlaskClient, token: str) -> None:
+    response = client.post("/api/v1/relays/register", data="name=relay-1", headers=bearer(token))
+    assert response.status_code == 415
+    assert "application/json" in response.get_json()["error"]
+
+
+def test_oversized_body_is_a_413(client: FlaskClient, app: Flask, token: str) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    too_big = app.config["API_MAX_BODY_BYTES"] + 1
+    events = [{"time": "2026-01-31T12:00:00Z", "kind": "x", "detail": {"pad": "a" * 2000}}] * (
+        too_big // 2000 + 1
+    )
+    response = client.post("/api/v1/relays/events", json={"events": events}, headers=bearer(token))
+    assert response.status_code == 413
+    assert "error" in response.get_json()
+
+
+def test_too_many_events_in_one_batch_is_refused(client: FlaskClient, token: str) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    events = [{"time": "2026-01-31T12:00:00Z", "kind": "x"}] * 501
+    response = client.post("/api/v1/relays/events", json={"events": events}, headers=bearer(token))
+    assert response.status_code == 422
+    assert response.get_json()["field"] == "events"
+
+
+def test_network_prefix_restricts_relay_addresses(
+    make_app: Callable[..., Flask], relay_token: Callable[[str], str]
+) -> None:
+    app = make_app(NETWORK_PREFIX="fd00:1:2::/48")
+    client = app.test_client()
+    token = relay_token("relay-1")
+    outside = client.post(
+        "/api/v1/relays/register", json=registration(address="fd99::1"), headers=bearer(token)
+    )
+    assert outside.status_code == 422
+    assert "fd00:1:2::/48" in outside.get_json()["error"]
+    inside = client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    assert inside.status_code == 201
+
+
+def test_openapi_document_describes_every_relay_endpoint(admin_client: FlaskClient) -> None:
+    document = admin_client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    assert {"/relays/register", "/relays/heartbeat", "/relays/events"} <= set(document["paths"])
+    assert document["components"]["schemas"]["Heartbeat"]["required"] == [
+        "load",
+        "active_streams",
+        "bytes_in",
+        "bytes_out",
+        "version",
+    ]
+
+
+def test_relay_list_api_shows_state_for_logged_in_users(
+    client: FlaskClient, viewer_client: FlaskClient, token: str
+) -> None:
+    client.post("/api/v1/relays/register", json=registration(), headers=bearer(token))
+    client.post("/api/v1/relays/heartbeat", json=heartbeat(), headers=bearer(token))
+    relays = viewer_client.get("/api/v1/relays").get_json()["relays"]
+    assert [(relay["name"], relay["state"], relay["load"]) for relay in relays] == [
+        ("relay-1", "up", 0.25)
+    ]
