@@ -1,0 +1,66 @@
+"""Static X25519 key pairs and their text encoding (standard base64, everywhere)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from altmesh.protocol.constants import KEY_LEN
+
+
+@dataclass(frozen=True)
+class StaticKeyPair:
+    """A node's long-term X25519 key pair. `repr` never shows the private key."""
+
+    private: bytes = field(repr=False)
+    public: bytes
+
+    @classmethod
+    def generate(cls) -> StaticKeyPair:
+        """A fresh key pair from the operating system's random source."""
+        private = X25519PrivateKey.generate().private_bytes(
+            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
+        )
+        return cls.from_private(private)
+
+    @classmethod
+    def from_private(cls, private: bytes) -> StaticKeyPair:
+        """The key pair of a 32-byte private key (ValueError otherwise)."""
+        if len(private) != KEY_LEN:
+            raise ValueError(f"a private key is {KEY_LEN} bytes, got {len(private)}")
+        public = (
+            X25519PrivateKey.from_private_bytes(private)
+            .public_key()
+            .public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+        return cls(private=bytes(private), public=public)
+
+
+def encode_key(key: bytes) -> str:
+    """Standard base64 (with padding) of a 32-byte key."""
+    if len(key) != KEY_LEN:
+        raise ValueError(f"a key is {KEY_LEN} bytes, got {len(key)}")
+    return base64.b64encode(key).decode("ascii")
+
+
+def decode_key(text: str) -> bytes:
+    """The 32 bytes of a base64 key; ValueError saying what is wrong otherwise."""
+    cleaned = text.strip()
+    try:
+        key = base64.b64decode(cleaned.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as error:
+        raise ValueError(f"key is not valid base64: {error}") from None
+    if len(key) != KEY_LEN:
+        raise ValueError(
+            f"key must decode to {KEY_LEN} bytes (44 base64 characters), got {len(key)} bytes"
+        )
+    return key
