@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The dashboard's test suite, twice: on SQLite (with the real-browser tests), then on a throwaway
+# PostgreSQL 15 cluster from Debian's packages, started on a free loopback port in a temporary
+# directory and stopped by pg_ctl (and by PID as a last resort) even when the tests fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv=${VENV:-.venv}
+case $venv in /*) ;; *) venv=$root/$venv ;; esac
+pytest=("$venv/bin/python" -m pytest -p no:cacheprovider)
+pg_bin=/usr/lib/postgresql/15/bin
+
+echo "== dashboard tests on SQLite (with browser tests)"
+(cd files/dashboard && "${pytest[@]}" tests "$@")
+
+[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL 15 is missing: run 'make host'" >&2; exit 1; }
+pg_dir=$(mktemp -d /tmp/altmesh-dashboard-pg.XXXXXX)
+port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_postgres=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres: "$pg_dir"
+  as_postgres=(runuser -u postgres --)
+fi
+
+stop_postgres() {
+  if [ -f "$pg_dir/data/postmaster.pid" ]; then
+    pid=$(head -n1 "$pg_dir/data/postmaster.pid")
+    "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -rf "$pg_dir"
+}
+trap stop_postgres EXIT
+
+"${as_postgres[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 \
+  --no-instructions >"$pg_dir/initdb.log"
+"${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 60 \
+  -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+echo "== dashboard tests on PostgreSQL 15 (127.0.0.1:$port)"
+(cd files/dashboard && DASHBOARD_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres" \
+  "${pytest[@]}" tests --ignore=tests/browser "$@")
