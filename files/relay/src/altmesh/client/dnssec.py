@@ -203,7 +203,7 @@ class AltResolver:
         anchor_set = dns.rrset.from_rdata_list(ZONE, keys.ttl, trusted)
         try:
             dns.dnssec.validate(keys, sigs, {ZONE: anchor_set})
-        except dns.dnssec.ValidationFailure as err:
+        except dns.exception.ValidationFailure as err:
             raise ResolveError("dnssec_bogus", "alt.", f"DNSKEY RRset: {err}") from None
         self._zone_keys = (keys, now + min(keys.ttl, 3600))
         return keys
@@ -227,7 +227,7 @@ class AltResolver:
         rrset, sigs = signed
         try:
             dns.dnssec.validate(rrset, sigs, {ZONE: keys})
-        except dns.dnssec.ValidationFailure as err:
+        except dns.exception.ValidationFailure as err:
             raise ResolveError(
                 "dnssec_bogus", str(name), f"{dns.rdatatype.to_text(rdtype)} signature: {err}"
             ) from None
@@ -251,7 +251,7 @@ class AltResolver:
         txt = await self._validated(qname, dns.rdatatype.TXT)
         keys: list[bytes] = []
         for record in txt:
-            text = b"".join(record.strings).decode("ascii", "replace")  # type: ignore[attr-defined]
+            text = b"".join(record.strings).decode("ascii", "replace")
             if text.startswith(KEY_TXT_PREFIX):
                 try:
                     keys.append(decode_public_key(text[len(KEY_TXT_PREFIX) :]))
@@ -259,7 +259,7 @@ class AltResolver:
                     raise ResolveError("bad_key", name, f"TXT key: {err}") from None
         if not keys:
             raise ResolveError("bad_key", name, f"no TXT record '{KEY_TXT_PREFIX}BASE64'")
-        addresses = [ipaddress.IPv6Address(r.address) for r in aaaa]  # type: ignore[attr-defined]
+        addresses = [ipaddress.IPv6Address(r.address) for r in aaaa]
         for address in addresses:
             for public in keys:
                 if address_matches(address, self.prefix, public):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,7 @@ class ClientNode:
             log.info("SOCKS5 on %s", self.socks_listen)
         for forward in self.forwards:
             server = await loop.create_server(
-                lambda fw=forward: ForwardStream(self, fw), "127.0.0.1", forward.local_port
+                functools.partial(ForwardStream, self, forward), "127.0.0.1", forward.local_port
             )
             self._servers.append(server)
             log.info(
@@ -336,9 +337,10 @@ class ClientNode:
             literal = None
         if literal is not None:
             if literal.version == 6 and literal in self.config.network.prefix:
-                key = self.known_keys.get(literal)  # type: ignore[arg-type]
+                assert isinstance(literal, ipaddress.IPv6Address)
+                key = self.known_keys.get(literal)
                 if key is not None:
-                    return literal, key  # type: ignore[return-value]
+                    return literal, key
                 raise ResolveError(
                     "unknown_key", host, "no key known for this address; use its .alt name"
                 )
@@ -425,8 +427,8 @@ class ClientNode:
         finally:
             writer.close()
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
