@@ -387,6 +387,13 @@ class ClientNode:
             replay_store=self.replay_store,
         )
         stream = ServiceStream(self, service.target)
+        stream.on_security = lambda error: self.events.emit(
+            ev.event_for_protocol_error(error, during_handshake=True),
+            error.kind,
+            peer=link.peername,
+            peer_key=encode_public_key(e2e.remote_static) if e2e.remote_static else None,
+            detail=f"end-to-end: {error}",
+        )
         stream.attach(link, event.stream_id, e2e)
         self.live_streams.add(stream)
 
@@ -457,7 +464,7 @@ class _ClientStream(E2EStream):
         self._open_timer: asyncio.TimerHandle | None = None
 
     def connect_to(self, host: str, port: int) -> None:
-        self.local.pause_reading() if self.local else None
+        self._update_local_reading()  # not open yet: the local socket is paused
         task = self.node.spawn(self.node.open_stream(self, host, port))
         task.add_done_callback(self._opened)
         loop = asyncio.get_running_loop()
@@ -597,20 +604,27 @@ class ServiceStream(E2EStream):
         task = self.node.spawn(
             loop.create_connection(lambda: self, self.target.host, self.target.port)
         )
-        task.add_done_callback(self._connected)
+        task.add_done_callback(self._connect_failed)
 
-    def _connected(self, task: asyncio.Task[Any]) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
         if self.finished:
-            if not task.cancelled() and task.exception() is None:
-                task.result()[0].close()
+            transport.close()
             return
-        if task.cancelled() or task.exception() is not None:
-            log.info("target %s unreachable: %s", self.target, task.exception())
-            self.finish(reset=True, code=RESET_TARGET_UNREACHABLE, reason="target unreachable")
-            return
+        # Only now is the handshake answered: the client learns the target accepted.
         assert self.e2e is not None
         self.send_raw(self.e2e.pending_output())
         self.start_flowing()
+
+    def early_data(self, data: bytes) -> None:
+        # Cannot happen: the stream opens in connection_made, before any data_received.
+        self.counters.bytes_out += len(data)
+
+    def _connect_failed(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if not self.finished:
+                log.info("target %s unreachable: %s", self.target, task.exception())
+                self.finish(reset=True, code=RESET_TARGET_UNREACHABLE, reason="target unreachable")
 
 
 def control_status(path: Path) -> dict[str, Any]:

@@ -71,8 +71,7 @@ class LinkTransport(asyncio.BufferedProtocol):
             self.closed = True
             transport.abort()
             return
-        if self.is_initiator:
-            self.conn.start(self.loop.time())
+        self.conn.start(self.loop.time())
         self._after_input()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -139,7 +138,7 @@ class LinkTransport(asyncio.BufferedProtocol):
     def flush(self) -> None:
         if self.closed or self.transport is None:
             return
-        data = self.conn.data_to_send()
+        data = self.conn.data_to_send(self.loop.time())
         if data:
             self.transport.write(data)
         self._arm_timer()

@@ -44,6 +44,7 @@ class E2EStream(asyncio.Protocol):
     def __init__(self, counters: StreamCounters, on_done: Callable[[E2EStream], None]) -> None:
         self.counters = counters
         self.on_done = on_done
+        self.on_security: Callable[[ProtocolError], None] | None = None
         self.local: asyncio.Transport | None = None
         self.link: LinkTransport | None = None
         self.stream_id = -1
@@ -185,6 +186,8 @@ class E2EStream(asyncio.Protocol):
 
     def e2e_failed(self, error: ProtocolError) -> None:
         log.warning("stream %d: end-to-end session failed: %s", self.stream_id, error)
+        if self.on_security is not None:
+            self.on_security(error)
         self.finish(reset=True, code=RESET_E2E_FAILED, reason=error.kind)
 
     def start_flowing(self) -> None:

@@ -262,7 +262,8 @@ class Relay:
                 self._forward(route, half)
             else:
                 # Data for a stream we already reset: give the credit back and drop it.
-                link.conn.acknowledge(event.stream_id, len(event.data))
+                with contextlib.suppress(ProtocolError):
+                    link.conn.acknowledge(event.stream_id, len(event.data))
         elif isinstance(event, pev.StreamWritable):
             entry = routes.get(event.stream_id)
             if entry is not None:
