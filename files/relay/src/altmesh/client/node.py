@@ -387,13 +387,17 @@ class ClientNode:
             replay_store=self.replay_store,
         )
         stream = ServiceStream(self, service.target)
-        stream.on_security = lambda error: self.events.emit(
-            ev.event_for_protocol_error(error, during_handshake=True),
-            error.kind,
-            peer=link.peername,
-            peer_key=encode_public_key(e2e.remote_static) if e2e.remote_static else None,
-            detail=f"end-to-end: {error}",
-        )
+
+        def report(error: ProtocolError) -> None:
+            self.events.emit(
+                ev.event_for_protocol_error(error, during_handshake=True),
+                error.kind,
+                peer=link.peername,
+                peer_key=encode_public_key(e2e.remote_static) if e2e.remote_static else None,
+                detail=f"end-to-end: {error}",
+            )
+
+        stream.on_security = report
         stream.attach(link, event.stream_id, e2e)
         self.live_streams.add(stream)
 
@@ -621,10 +625,9 @@ class ServiceStream(E2EStream):
         self.counters.bytes_out += len(data)
 
     def _connect_failed(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            if not self.finished:
-                log.info("target %s unreachable: %s", self.target, task.exception())
-                self.finish(reset=True, code=RESET_TARGET_UNREACHABLE, reason="target unreachable")
+        if (task.cancelled() or task.exception() is not None) and not self.finished:
+            log.info("target %s unreachable: %s", self.target, task.exception())
+            self.finish(reset=True, code=RESET_TARGET_UNREACHABLE, reason="target unreachable")
 
 
 def control_status(path: Path) -> dict[str, Any]:
