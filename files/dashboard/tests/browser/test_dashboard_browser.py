@@ -76,7 +76,7 @@ def test_a_change_made_in_the_browser_shows_in_the_audit_log(
     page.click("text=Forget this relay")
     page.wait_for_url(live_server.url + "/relays/")
     assert "Relay relay-1 forgotten." in page.content()
-    page.click("nav >> text=Audit log")
+    page.get_by_role("link", name="Audit log", exact=True).click()
     page.wait_for_url(live_server.url + "/audit/")
     first_row = page.locator("#audit tbody tr").first
     text = first_row.inner_text()
@@ -154,7 +154,7 @@ def test_mesh_picture_shows_links_coloured_by_state(
             timeout=10,
         )
     browser_login(page, live_server, create_user("viewer"))
-    page.click("nav >> text=Mesh")
+    page.get_by_role("link", name="Mesh", exact=True).click()
     page.wait_for_url(live_server.url + "/relays/mesh")
     assert page.locator("svg g.node").count() == 2
     up = page.locator("svg line[data-from=relay-1][data-to=relay-2]")
