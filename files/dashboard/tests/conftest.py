@@ -291,17 +291,17 @@ def live_server_factory(
             )
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"gunicorn exited early:\n{log_path.read_text()}")
             try:
-                if requests.get(url + "/health", timeout=1).status_code == 200:
+                if requests.get(url + "/health", timeout=5).status_code == 200:
                     return LiveServer(url, process.pid, log_path)
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still booting
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"gunicorn did not answer /health in 30 s:\n{log_path.read_text()}")
+        raise AssertionError(f"gunicorn did not answer /health in 60 s:\n{log_path.read_text()}")
 
     try:
         yield start
