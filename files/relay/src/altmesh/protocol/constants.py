@@ -92,3 +92,4 @@ class RecordType:
 # Reset codes the core itself sends; applications use their own codes from 0x100 up.
 RESET_FLOW_CONTROL: Final = 0x01
 RESET_CANCELLED: Final = 0x02
+DEFAULT_LINK_WINDOW: Final = 2 * DEFAULT_MAX_STREAMS * DEFAULT_STREAM_WINDOW  # 512 MiB ceiling

@@ -27,30 +27,33 @@ def parse_tai64n(label: bytes) -> float:
     """The Unix time of a TAI64N label; HandshakeError if it is not one."""
     if len(label) != TAI64N_LEN:
         raise HandshakeError(f"a TAI64N timestamp is {TAI64N_LEN} bytes, got {len(label)}")
+    seconds: int
+    nanoseconds: int
     seconds, nanoseconds = _TAI64N.unpack(label)
     if nanoseconds >= 1_000_000_000 or seconds < TAI64_BASE - (1 << 61):
         raise HandshakeError("malformed TAI64N timestamp")
     return float(seconds - TAI64_BASE) + nanoseconds / 1e9
 
 
-class TimestampSource:
-    """Strictly increasing TAI64N labels from a wall clock.
+class _IssuedTimestamps:
+    """The last label this process put in a handshake.
 
-    Two handshakes started in the same clock tick must still carry different, increasing
-    timestamps, or the second would be refused as a replay.
+    Process-wide on purpose: two handshakes started in the same clock tick (many streams opened at
+    once, each with its own end-to-end session) must still carry different, increasing
+    timestamps, or the responder would refuse the second as a replay.
     """
 
-    def __init__(self, wallclock: Callable[[], float]) -> None:
-        self.wallclock = wallclock
-        self._last = b""
+    last = b""
 
-    def next(self) -> bytes:
-        label = tai64n(self.wallclock())
-        if label <= self._last:
-            seconds, nanoseconds = _TAI64N.unpack(self._last)
-            nanoseconds += 1
-            if nanoseconds >= 1_000_000_000:
-                seconds, nanoseconds = seconds + 1, 0
-            label = _TAI64N.pack(seconds, nanoseconds)
-        self._last = label
-        return label
+
+def next_timestamp(wallclock: Callable[[], float]) -> bytes:
+    """A TAI64N label of the wall clock, strictly greater than any this process issued before."""
+    label = tai64n(wallclock())
+    if label <= _IssuedTimestamps.last:
+        seconds, nanoseconds = _TAI64N.unpack(_IssuedTimestamps.last)
+        nanoseconds += 1
+        if nanoseconds >= 1_000_000_000:
+            seconds, nanoseconds = seconds + 1, 0
+        label = _TAI64N.pack(seconds, nanoseconds)
+    _IssuedTimestamps.last = label
+    return label
