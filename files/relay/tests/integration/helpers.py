@@ -42,6 +42,8 @@ class Proc:
         self.workdir = workdir
         self.out_path = workdir / f"{name}.out"
         self.err_path = workdir / f"{name}.err"
+        # Output files are appended to across restarts: only what this process wrote counts.
+        self.out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
         env = dict(os.environ)
         # glibc malloc tuning measured to help the relay's hot path (FACTS.md).
         env.setdefault("MALLOC_MMAP_THRESHOLD_", "1048576")
@@ -55,7 +57,9 @@ class Proc:
         return self.popen.pid
 
     def output(self) -> str:
-        return self.out_path.read_text(errors="replace")
+        with open(self.out_path, "rb") as out:
+            out.seek(self.out_offset)
+            return out.read().decode(errors="replace")
 
     def errors(self) -> str:
         return self.err_path.read_text(errors="replace")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from altmesh.protocol import LinkConnection, ProtocolError
 
@@ -61,8 +61,8 @@ class LinkTransport(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ asyncio protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
             host, port = peer[0], peer[1]

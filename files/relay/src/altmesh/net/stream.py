@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from altmesh.net.link import LinkTransport
 from altmesh.protocol import EndToEndSession, ProtocolError
@@ -199,10 +200,10 @@ class E2EStream(asyncio.Protocol):
     # ---------------------------------------------------------------- local socket (asyncio)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.local = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+        self.local = cast(asyncio.Transport, transport)
         for chunk in self._early_plaintext:
-            transport.write(chunk)
+            self.local.write(chunk)
             self.counters.bytes_in += len(chunk)
         self._early_plaintext.clear()
 

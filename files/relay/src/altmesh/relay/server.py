@@ -330,7 +330,7 @@ class Relay:
             event,
             error.kind,
             peer=link.peername,
-            peer_key=_key_text(link.conn.remote_static),
+            peer_key=_key_text(getattr(error, "remote_static", None) or link.conn.remote_static),
             detail=str(error),
         )
 
