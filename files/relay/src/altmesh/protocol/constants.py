@@ -93,3 +93,8 @@ class RecordType:
 RESET_FLOW_CONTROL: Final = 0x01
 RESET_CANCELLED: Final = 0x02
 DEFAULT_LINK_WINDOW: Final = 2 * DEFAULT_MAX_STREAMS * DEFAULT_STREAM_WINDOW  # 512 MiB ceiling
+# End-to-end handshakes of many streams may reach a service slightly out of order (different
+# streams, relay scheduling): a timestamp up to this much older than the newest accepted one is
+# still accepted once (remembered in memory), see replay.ReorderWindow.
+E2E_REORDER_WINDOW: Final = 10.0
+E2E_REORDER_KEYS: Final = 10_000

@@ -1,21 +1,96 @@
 """End-to-end sessions: Noise IK between the two end nodes, carried in one stream's bytes.
 
-Relays forward the stream's bytes and see only ciphertext. The byte format inside the stream is
-the link's framing (2-byte big-endian length + Noise message) with its own prologue
-(`altmesh-e2e`); see docs/protocol.md.
+Relays forward the stream's bytes and see only ciphertext. Inside the stream the bytes use the
+link's framing (2-byte big-endian length + Noise message) with their own prologue
+(`altmesh-e2e`, version, network), so a link handshake can never be used as an end-to-end one or
+the other way round. See docs/protocol.md, "End-to-end sessions".
 """
 
 from __future__ import annotations
 
+import struct
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
+from altmesh.protocol import constants as C
+from altmesh.protocol.errors import (
+    BadLength,
+    HandshakeError,
+    KeyRefused,
+    ReplayedHandshake,
+    StreamStateError,
+    VersionMismatch,
+)
+from altmesh.protocol.handshake import (
+    InitiatorHandshake,
+    ResponderHandshake,
+    check_message_length,
+    prologue,
+)
 from altmesh.protocol.keys import StaticKeyPair
-from altmesh.protocol.replay import ReplayStore
+from altmesh.protocol.replay import ReorderWindow, ReplayStore
+from altmesh.protocol.tai64n import next_timestamp
+from altmesh.protocol.transport import TransportCipher
+
+_INIT_PAYLOAD = struct.Struct(f">BB{C.TAI64N_LEN}s")
+_RESPONSE_PAYLOAD = struct.Struct(">BB")
+
+# One reorder window per replay store: every session a node answers shares it.
+_windows: weakref.WeakKeyDictionary[object, ReorderWindow] = weakref.WeakKeyDictionary()
+_fallback_windows: dict[int, ReorderWindow] = {}
+
+
+def _window_for(store: ReplayStore) -> ReorderWindow:
+    try:
+        window = _windows.get(store)
+        if window is None:
+            window = ReorderWindow(C.E2E_REORDER_WINDOW, C.E2E_REORDER_KEYS)
+            _windows[store] = window
+        return window
+    except TypeError:  # not weak-referenceable
+        return _fallback_windows.setdefault(
+            id(store), ReorderWindow(C.E2E_REORDER_WINDOW, C.E2E_REORDER_KEYS)
+        )
+
+
+def _check_version(version: int, flags: int) -> None:
+    if version != C.PROTOCOL_VERSION:
+        raise VersionMismatch(
+            f"peer speaks protocol version {version}, we speak {C.PROTOCOL_VERSION}"
+        )
+    if flags != 0:
+        raise HandshakeError(f"unknown end-to-end handshake flags 0x{flags:02x}")
 
 
 class EndToEndSession:
     """One end of an end-to-end session."""
+
+    def __init__(
+        self,
+        network: str,
+        *,
+        initiator: InitiatorHandshake | None,
+        responder: ResponderHandshake | None,
+        authorize: Callable[[bytes], bool] | None,
+        replay_store: ReplayStore | None,
+        wallclock: Callable[[], float],
+    ) -> None:
+        """Use `initiator()` or `responder()`."""
+        self.network = network
+        self._initiator = initiator
+        self._responder = responder
+        self._authorize = authorize
+        self._replay_store = replay_store
+        self._wallclock = wallclock
+        self._inbound = bytearray()
+        self._output = bytearray()
+        self._send: TransportCipher | None = None
+        self._receive: TransportCipher | None = None
+        self._remote_static: bytes | None = (
+            initiator.remote_public if initiator is not None else None
+        )
+        self._started = False
 
     @classmethod
     def initiator(
@@ -25,9 +100,23 @@ class EndToEndSession:
         remote_public: bytes,
         *,
         wallclock: Callable[[], float] = time.time,
+        ephemeral_private: bytes | None = None,
     ) -> EndToEndSession:
         """The client side; `remote_public` is the service's key (from DNS)."""
-        raise NotImplementedError
+        handshake = InitiatorHandshake(
+            prologue(C.E2E_PROLOGUE_LABEL, network),
+            local,
+            remote_public,
+            ephemeral_private=ephemeral_private,
+        )
+        return cls(
+            network,
+            initiator=handshake,
+            responder=None,
+            authorize=None,
+            replay_store=None,
+            wallclock=wallclock,
+        )
 
     @classmethod
     def responder(
@@ -40,30 +129,126 @@ class EndToEndSession:
         wallclock: Callable[[], float] = time.time,
     ) -> EndToEndSession:
         """The service side; `authorize(client_key)` may refuse clients (KeyRefused)."""
-        raise NotImplementedError
+        handshake = ResponderHandshake(prologue(C.E2E_PROLOGUE_LABEL, network), local_keys)
+        return cls(
+            network,
+            initiator=None,
+            responder=handshake,
+            authorize=authorize,
+            replay_store=replay_store,
+            wallclock=wallclock,
+        )
 
     def start(self) -> bytes:
         """The initiator's first bytes (framed handshake message 1)."""
-        raise NotImplementedError
+        if self._initiator is None or self._started:
+            raise StreamStateError("start() is for a new initiator only")
+        self._started = True
+        payload = _INIT_PAYLOAD.pack(C.PROTOCOL_VERSION, 0, next_timestamp(self._wallclock))
+        return _frame(self._initiator.write_init(payload))
 
     def receive(self, data: bytes) -> list[bytes]:
         """Feed stream bytes; returns the plaintext chunks they completed. Raises ProtocolError."""
-        raise NotImplementedError
+        buffer = self._inbound
+        buffer += data
+        chunks: list[bytes] = []
+        offset = 0
+        end = len(buffer)
+        while end - offset >= C.LENGTH_PREFIX_LEN:
+            length = (buffer[offset] << 8) | buffer[offset + 1]
+            self._check_length(length)
+            frame_end = offset + C.LENGTH_PREFIX_LEN + length
+            if frame_end > end:
+                break
+            frame = bytes(buffer[offset + C.LENGTH_PREFIX_LEN : frame_end])
+            offset = frame_end
+            if self._receive is not None:
+                plaintext = self._receive.decrypt(frame)
+                if plaintext:
+                    chunks.append(plaintext)
+            elif self._responder is not None:
+                self._receive_init(frame)
+            else:
+                self._receive_response(frame)
+        del buffer[:offset]
+        return chunks
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Framed ciphertext of `plaintext` (split into messages of at most 65519 bytes)."""
-        raise NotImplementedError
+        if self._send is None:
+            raise StreamStateError("end-to-end session not established yet")
+        send = self._send
+        parts: list[bytes] = []
+        view = memoryview(plaintext)
+        step = C.MAX_PLAINTEXT_LEN
+        for offset in range(0, len(plaintext), step):
+            parts.append(_frame(send.encrypt(bytes(view[offset : offset + step]))))
+        return b"".join(parts)
 
     def pending_output(self) -> bytes:
         """Bytes the session itself must send (the responder's handshake reply); drains."""
-        raise NotImplementedError
+        data = bytes(self._output)
+        self._output.clear()
+        return data
 
     @property
     def established(self) -> bool:
         """Whether both handshake messages were exchanged (encrypt may be used)."""
-        raise NotImplementedError
+        return self._send is not None
 
     @property
     def remote_static(self) -> bytes | None:
         """The peer's proven static key (responder: known after message 1)."""
-        raise NotImplementedError
+        if self._responder is not None and self._send is None:
+            return None
+        return self._remote_static
+
+    # ---------------------------------------------------------------- internals
+    def _check_length(self, length: int) -> None:
+        if self._receive is not None:
+            if length < C.TAG_LEN:
+                raise BadLength(f"end-to-end message of {length} bytes is shorter than its MAC")
+        elif self._responder is not None:
+            check_message_length(length, C.E2E_HANDSHAKE_INIT_LEN, "end-to-end handshake message 1")
+        else:
+            if not self._started:
+                raise StreamStateError("initiator received data before start()")
+            check_message_length(
+                length, C.E2E_HANDSHAKE_RESPONSE_LEN, "end-to-end handshake message 2"
+            )
+
+    def _receive_init(self, message: bytes) -> None:
+        responder = self._responder
+        assert responder is not None
+        payload = responder.read_init(message)
+        assert responder.remote_static is not None
+        remote = responder.remote_static
+        if len(payload) != _INIT_PAYLOAD.size:
+            raise HandshakeError(f"end-to-end payload 1 must be {_INIT_PAYLOAD.size} bytes")
+        version, flags, timestamp = _INIT_PAYLOAD.unpack(payload)
+        _check_version(version, flags)
+        assert self._authorize is not None and self._replay_store is not None
+        if not self._authorize(remote):
+            raise KeyRefused("the client's static key is not allowed to use this service")
+        window = _window_for(self._replay_store)
+        if not window.check_and_record(self._replay_store, remote, timestamp):
+            raise ReplayedHandshake("end-to-end handshake timestamp replayed or too old")
+        reply, keys = responder.write_response(_RESPONSE_PAYLOAD.pack(C.PROTOCOL_VERSION, 0))
+        self._output += _frame(reply)
+        self._remote_static = remote
+        self._send = TransportCipher(keys.send_key, 0.0, 0)
+        self._receive = TransportCipher(keys.receive_key, 0.0, 0)
+
+    def _receive_response(self, message: bytes) -> None:
+        initiator = self._initiator
+        assert initiator is not None
+        payload, keys = initiator.read_response(message)
+        if len(payload) != _RESPONSE_PAYLOAD.size:
+            raise HandshakeError(f"end-to-end payload 2 must be {_RESPONSE_PAYLOAD.size} bytes")
+        _check_version(*_RESPONSE_PAYLOAD.unpack(payload))
+        self._send = TransportCipher(keys.send_key, 0.0, 0)
+        self._receive = TransportCipher(keys.receive_key, 0.0, 0)
+
+
+def _frame(message: bytes) -> bytes:
+    return len(message).to_bytes(2, "big") + message
