@@ -25,8 +25,9 @@ fi
 stop_postgres() {
   if [ -f "$pg_dir/data/postmaster.pid" ]; then
     pid=$(head -n1 "$pg_dir/data/postmaster.pid")
-    "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    if ! "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w -t 30 stop >/dev/null 2>&1; then
+      kill -KILL "$pid" 2>/dev/null || true  # pg_ctl could not stop it: stop it by PID
+    fi
   fi
   rm -rf "$pg_dir"
 }
