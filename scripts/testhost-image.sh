@@ -15,7 +15,7 @@ PACKAGES=(
   systemd systemd-sysv dbus libpam-systemd
   python3 python3-apt python3-venv sudo
   iproute2 iputils-ping ca-certificates procps less
-  bind9 bind9-utils bind9-dnsutils
+  bind9 bind9-utils bind9-dnsutils python3-dnspython
   curl
 )
 recipe_hash=$( { cat "$0"; printf '%s\n' "${PACKAGES[@]}"; } | sha256sum | cut -c1-12)
