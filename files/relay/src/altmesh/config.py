@@ -74,6 +74,7 @@ class RelaySettings:
     handshake_burst: int
     drain_seconds: float
     max_links: int
+    forwarded_capture_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -437,6 +438,7 @@ def _parse_relay(table: _Table, base: Path) -> RelaySettings:
         handshake_burst=table.integer("handshake_burst", 40, 1, 1_000_000),
         drain_seconds=table.number("drain_seconds", 10.0, 0.0, 3600.0),
         max_links=table.integer("max_links", 10_000, 1, 1_000_000),
+        forwarded_capture_file=table.path_value("forwarded_capture_file", base),
     )
     table.check_unknown()
     return settings

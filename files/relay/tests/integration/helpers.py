@@ -140,6 +140,7 @@ def write_relay_config(
     handshake_burst: int = 100000,
     rekey: float = 120,
     reject: float = 180,
+    capture: Path | None = None,
 ) -> None:
     text = (
         common_config(node, "relay", rekey, reject)
@@ -154,6 +155,8 @@ drain_seconds = 2
     )
     if allowed_keys_file is not None:
         text += f'allowed_keys_file = "{allowed_keys_file}"\n'
+    if capture is not None:
+        text += f'forwarded_capture_file = "{capture}"\n'
     node.config.write_text(text)
 
 

@@ -17,6 +17,7 @@ async def pump(
     try:
         while data := await reader.read(65536):
             capture.write(data)
+            capture.flush()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

@@ -15,7 +15,7 @@ import ipaddress
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from altmesh import events as ev
 from altmesh.config import Config, ConfigError, load_config
@@ -37,6 +37,7 @@ log = logging.getLogger("altmesh.relay")
 RESET_NO_ROUTE = 16
 RESET_PEER_GONE = 17
 RESET_RELAY_SHUTDOWN = 18
+CAPTURE_LIMIT = 64 * 1024 * 1024  # forwarded_capture_file stops growing here
 
 
 @dataclass
@@ -131,6 +132,10 @@ class Relay:
         self.metrics_server: Any = None
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        # Audit aid: every stream byte this relay can see (after link decryption), appended.
+        self.capture: BinaryIO | None = None
+        if settings.forwarded_capture_file is not None:
+            self.capture = open(settings.forwarded_capture_file, "ab")  # noqa: SIM115
 
     # ------------------------------------------------------------------ lifetime
 
@@ -217,6 +222,8 @@ class Relay:
             self.metrics_server.shutdown()
         self.state.close()
         self.events.close()
+        if self.capture is not None:
+            self.capture.close()
         log.info("stopped")
 
     def _open_routes(self) -> int:
@@ -258,6 +265,9 @@ class Relay:
             if entry is not None:
                 route, half = entry
                 self.metrics.bytes_in.inc(len(event.data))
+                if self.capture is not None and self.capture.tell() < CAPTURE_LIMIT:
+                    self.capture.write(event.data)
+                    self.capture.flush()
                 half.pending.append(event.data)
                 self._forward(route, half)
             else:
