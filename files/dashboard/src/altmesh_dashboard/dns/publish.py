@@ -1,0 +1,281 @@
+"""Publish relays in the zone when they register, and keep their SRV weights in line with load.
+
+For a relay named `r1` in zone `alt.` (docs/dashboard-dns.md has the full description):
+
+    r1.alt.                     AAAA  <overlay address>
+    r1.alt.                     TXT   "altmesh-key=<base64 X25519 public key>"
+    _altmesh._tcp.alt.          SRV   0 <weight> <port> <target>      one per endpoint
+    _altmesh._tcp.alt.          PTR   r1._altmesh._tcp.alt.           DNS-SD browsing
+    r1._altmesh._tcp.alt.       SRV   0 <weight> <port> <target>      DNS-SD instance
+    r1._altmesh._tcp.alt.       TXT   "txtvers=1" "relay=r1" "altmesh-key=<base64>"
+    ep<i>.r1.alt.               A/AAAA <endpoint address>              when an endpoint is an IP
+
+An SRV target must be a name, so an endpoint given as an IP address gets the name `ep<i>.r1.alt.`;
+an endpoint given as a host name is used as the target directly. The relay's own instance SRV
+RRset records what it published, so a re-registration removes exactly its old shared SRVs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.update
+from flask import current_app
+
+from altmesh_dashboard.audit import record_audit
+from altmesh_dashboard.dns.zone import DnsError, Record, ZoneClient, prerequisite_rdataset
+from altmesh_dashboard.metrics import DNS_UPDATES
+from altmesh_dashboard.models import Relay
+
+SERVICE_LABELS = ("_altmesh", "_tcp")
+KEY_TXT_PREFIX = "altmesh-key="
+RELAY_RECORD_TTL = 60  # short, so weights and endpoint changes reach clients quickly
+SRV_PRIORITY = 0
+UNKNOWN_LOAD_WEIGHT = 50  # before the first heartbeat: an average relay
+MIN_WEIGHT = 1  # RFC 2782: weight 0 means "almost never"; a busy relay stays selectable
+WEIGHT_STEPS = 10  # load is bucketed so small load jitter does not cause DNS updates
+WEIGHT_RECHECK_SECONDS = 300.0  # after this, a cached weight is checked against the server again
+_RETRYABLE = ("changed", "conflict")
+
+
+def weight_for_load(load: float | None) -> int:
+    """SRV weight for a relay load in [0, 1]: idle 100, full 1, in steps of 10; unknown 50."""
+    if load is None or not math.isfinite(load):
+        return UNKNOWN_LOAD_WEIGHT
+    clamped = min(max(load, 0.0), 1.0)
+    step = int((1.0 - clamped) * WEIGHT_STEPS + 0.5)  # round half up, never banker's rounding
+    return max(MIN_WEIGHT, step * (100 // WEIGHT_STEPS))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    target: dns.name.Name
+    port: int
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None  # set when we own the target
+
+
+@dataclass(frozen=True)
+class RelayNames:
+    host: dns.name.Name  # r1.alt.
+    service: dns.name.Name  # _altmesh._tcp.alt.
+    instance: dns.name.Name  # r1._altmesh._tcp.alt.
+
+    @classmethod
+    def of(cls, relay_name: str, origin: dns.name.Name) -> RelayNames:
+        service = dns.name.Name(SERVICE_LABELS).concatenate(origin)
+        return cls(
+            host=dns.name.Name((relay_name,)).concatenate(origin),
+            service=service,
+            instance=dns.name.Name((relay_name,)).concatenate(service),
+        )
+
+
+def relay_endpoints(relay: Relay, origin: dns.name.Name) -> list[Endpoint]:
+    names = RelayNames.of(relay.name, origin)
+    endpoints: list[Endpoint] = []
+    for index, endpoint in enumerate(relay.endpoints):
+        host = str(endpoint["host"])
+        port = int(endpoint["port"])
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            endpoints.append(Endpoint(dns.name.from_text(host), port, None))
+        else:
+            target = dns.name.Name((f"ep{index}",)).concatenate(names.host)
+            endpoints.append(Endpoint(target, port, address))
+    return endpoints
+
+
+def _srv(weight: int, port: int, target: dns.name.Name) -> dns.rdata.Rdata:
+    return dns.rdata.from_text(
+        dns.rdataclass.IN, dns.rdatatype.SRV, f"{SRV_PRIORITY} {weight} {port} {target}"
+    )
+
+
+def _txt(*strings: str) -> dns.rdata.Rdata:
+    quoted = " ".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in strings)
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, quoted)
+
+
+def _client(client: ZoneClient | None) -> ZoneClient:
+    return client if client is not None else ZoneClient.from_config(current_app.config)
+
+
+def _send_with_retry(client: ZoneClient, build: Any, what: str) -> None:
+    """`build()` reads what it needs and returns the update; a prerequisite failure (a read from
+    the signed copy a few ms behind, or a concurrent worker) is retried once with a fresh read."""
+    for attempt in (1, 2):
+        try:
+            client.send(build(), what)
+        except DnsError as err:
+            if err.kind in _RETRYABLE and attempt == 1:
+                time.sleep(0.1)
+                continue
+            DNS_UPDATES.labels(result=err.kind).inc()
+            raise
+        DNS_UPDATES.labels(result="success").inc()
+        return
+
+
+# ----------------------------------------------------------------------------- cache
+
+_weights_lock = threading.Lock()
+_published_weights: dict[tuple[str, int, str, str], tuple[int, float]] = {}
+
+
+def _cache_key(client: ZoneClient, relay_name: str) -> tuple[str, int, str, str]:
+    s = client.settings
+    return (s.server, s.port, client.origin.to_text(), relay_name)
+
+
+def _remember_weight(client: ZoneClient, relay_name: str, weight: int) -> None:
+    with _weights_lock:
+        _published_weights[_cache_key(client, relay_name)] = (weight, time.monotonic())
+
+
+def _known_weight(client: ZoneClient, relay_name: str) -> int | None:
+    with _weights_lock:
+        entry = _published_weights.get(_cache_key(client, relay_name))
+    if entry is None or time.monotonic() - entry[1] > WEIGHT_RECHECK_SECONDS:
+        return None
+    return entry[0]
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def publish_relay(relay: Relay, client: ZoneClient | None = None) -> list[Record]:
+    """Publish (or re-publish) all of a relay's records in one update; returns what was sent.
+    Raises DnsError when the server refuses or cannot be reached."""
+    client = _client(client)
+    origin = client.origin
+    names = RelayNames.of(relay.name, origin)
+    weight = weight_for_load(relay.load)
+    endpoints = relay_endpoints(relay, origin)
+    key_txt = _txt(KEY_TXT_PREFIX + relay.public_key)
+    instance_txt = _txt("txtvers=1", f"relay={relay.name}", KEY_TXT_PREFIX + relay.public_key)
+    ttl = RELAY_RECORD_TTL
+
+    published: list[Record] = [
+        Record(names.host, ttl, dns.rdatatype.AAAA, _aaaa(relay.address)),
+        Record(names.host, ttl, dns.rdatatype.TXT, key_txt),
+        Record(names.instance, ttl, dns.rdatatype.TXT, instance_txt),
+        Record(
+            names.service,
+            ttl,
+            dns.rdatatype.PTR,
+            dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.PTR, names.instance.to_text()),
+        ),
+    ]
+    for endpoint in endpoints:
+        srv = _srv(weight, endpoint.port, endpoint.target)
+        published.append(Record(names.service, ttl, dns.rdatatype.SRV, srv))
+        published.append(Record(names.instance, ttl, dns.rdatatype.SRV, srv))
+        if endpoint.address is not None:
+            rdtype = dns.rdatatype.A if endpoint.address.version == 4 else dns.rdatatype.AAAA
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, str(endpoint.address))
+            published.append(Record(endpoint.target, ttl, rdtype, rdata))
+    previous: list[Record] = []
+
+    def build() -> dns.update.UpdateMessage:
+        nonlocal previous
+        previous = client.lookup(names.instance, dns.rdatatype.SRV)
+        update = client.update_message()
+        if previous:
+            update.present(names.instance, prerequisite_rdataset(previous))
+        else:
+            update.absent(names.instance, dns.rdatatype.SRV)
+        update.delete(names.host, dns.rdatatype.AAAA)
+        update.delete(names.host, dns.rdatatype.TXT)
+        for old in previous:
+            update.delete(names.service, old.rdata)
+            old_target: dns.name.Name = old.rdata.target  # type: ignore[attr-defined]
+            if old_target.is_subdomain(names.host) and old_target != names.host:
+                update.delete(old_target)  # an ep<i> name we created for an IP endpoint
+        update.delete(names.instance, dns.rdatatype.SRV)
+        update.delete(names.instance, dns.rdatatype.TXT)
+        for record in published:
+            update.add(record.name, record.ttl, record.rdata)
+        return update
+
+    _send_with_retry(client, build, f"publishing relay {relay.name}")
+    _remember_weight(client, relay.name, weight)
+    record_audit(
+        f"relay:{relay.name}",
+        "dns.publish_relay",
+        f"dns:{names.host.to_text()}",
+        {"instance_srv": [r.rdata_text for r in previous]} if previous else None,
+        {"records": [f"{r.name} {r.type_text} {r.rdata_text}" for r in published]},
+    )
+    return published
+
+
+def _aaaa(address: str) -> dns.rdata.Rdata:
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.AAAA, address)
+
+
+def update_relay_weight(
+    relay: Relay, load: float | None = None, client: ZoneClient | None = None
+) -> bool:
+    """Bring the relay's SRV weights in line with `load` (default: `relay.load`); returns True
+    when an update was sent. Heartbeats stay cheap: nothing is sent (nor even asked) while the
+    weight bucket is unchanged, and the server is re-checked at most every few minutes."""
+    client = _client(client)
+    weight = weight_for_load(relay.load if load is None else load)
+    if _known_weight(client, relay.name) == weight:
+        return False
+    names = RelayNames.of(relay.name, client.origin)
+    current = client.lookup(names.instance, dns.rdatatype.SRV)
+    if not current:
+        publish_relay(relay, client)  # never published (or removed by hand): publish it all
+        return True
+    if all(_weight_of(r) == weight for r in current):
+        _remember_weight(client, relay.name, weight)
+        return False
+
+    def build() -> dns.update.UpdateMessage:
+        seen = client.lookup(names.instance, dns.rdatatype.SRV)
+        if not seen:
+            raise DnsError("changed", f"relay {relay.name}'s SRV records vanished meanwhile")
+        update = client.update_message()
+        update.present(names.instance, prerequisite_rdataset(seen))
+        for old in seen:
+            new = _srv(weight, _port_of(old), _target_of(old))
+            update.delete(names.instance, old.rdata)
+            update.delete(names.service, old.rdata)
+            update.add(names.instance, old.ttl, new)
+            update.add(names.service, old.ttl, new)
+        return update
+
+    _send_with_retry(client, build, f"setting relay {relay.name}'s SRV weight to {weight}")
+    _remember_weight(client, relay.name, weight)
+    return True
+
+
+def _weight_of(record: Record) -> int:
+    return int(record.rdata.weight)  # type: ignore[attr-defined]
+
+
+def _port_of(record: Record) -> int:
+    return int(record.rdata.port)  # type: ignore[attr-defined]
+
+
+def _target_of(record: Record) -> dns.name.Name:
+    target: dns.name.Name = record.rdata.target  # type: ignore[attr-defined]
+    return target
+
+
+def published_srv_weights(client: ZoneClient, relay_name: str) -> Sequence[int]:
+    """The weights the server now serves for a relay's instance SRV records."""
+    names = RelayNames.of(relay_name, client.origin)
+    return sorted(_weight_of(r) for r in client.lookup(names.instance, dns.rdatatype.SRV))

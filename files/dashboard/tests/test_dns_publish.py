@@ -1,0 +1,239 @@
+"""Relays in DNS: registering through the API publishes a relay's address, key and DNS-SD
+records in the signed zone; heartbeats move its SRV weight with its load, and only when the
+weight bucket changes."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.dnssec
+import dns.message
+import dns.name
+import dns.query
+import dns.rdataclass
+import dns.rdatatype
+import pytest
+from altmesh_dashboard.db import get_session
+from altmesh_dashboard.dns.publish import (
+    published_srv_weights,
+    update_relay_weight,
+    weight_for_load,
+)
+from altmesh_dashboard.dns.zone import ZoneClient
+from altmesh_dashboard.models import AuditEntry, Relay
+from dns_support import DnsLab, closed_port, dns_lab, query, soa_serial, wait_for_answer
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()
+OTHER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
+ZONE = dns.name.from_text("alt.")
+
+
+# ------------------------------------------------------------------ weight (pure)
+
+
+@pytest.mark.parametrize(
+    ("load", "weight"),
+    [
+        (0.0, 100),
+        (0.04, 100),
+        (0.05, 100),  # half up: 9.5 -> 10
+        (0.06, 90),
+        (0.25, 80),  # 7.5 -> 8
+        (0.5, 50),
+        (0.9, 10),
+        (0.96, 1),  # an almost full relay keeps weight 1, never 0 ("almost never")
+        (1.0, 1),
+        (-0.5, 100),  # out-of-range loads are clamped
+        (7.0, 1),
+        (None, 50),  # no heartbeat yet
+        (float("nan"), 50),
+    ],
+)
+def test_weight_for_load(load: float | None, weight: int) -> None:
+    assert weight_for_load(load) == weight
+
+
+def test_weight_never_grows_with_load_and_stays_in_srv_range() -> None:
+    weights = [weight_for_load(step / 1000) for step in range(1001)]
+    assert all(later <= earlier for earlier, later in itertools.pairwise(weights))
+    assert all(1 <= weight <= 100 for weight in weights)
+    assert len(set(weights)) == 11  # buckets, so jitter in load does not mean DNS traffic
+
+
+# ----------------------------------------------------------- against real named
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[DnsLab]:
+    with dns_lab(tmp_path / "named") as running:
+        yield running
+
+
+@pytest.fixture
+def dns_app(make_app: Callable[..., Flask], lab: DnsLab) -> Flask:
+    return make_app(**lab.settings())
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _register(
+    client: FlaskClient, token: str, name: str, endpoints: list[dict[str, Any]], key: str
+) -> dict[str, Any]:
+    body = {"name": name, "public_key": key, "address": "fd00:1:2::11", "endpoints": endpoints}
+    response = client.post("/api/v1/relays/register", json=body, headers=_bearer(token))
+    assert response.status_code in (200, 201), response.get_data(as_text=True)
+    result: dict[str, Any] = response.get_json()
+    return result
+
+
+def _heartbeat(client: FlaskClient, token: str, load: float) -> None:
+    body = {
+        "load": load,
+        "active_streams": 1,
+        "bytes_in": 10,
+        "bytes_out": 20,
+        "version": "0.1.0",
+        "links": [],
+    }
+    response = client.post("/api/v1/relays/heartbeat", json=body, headers=_bearer(token))
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def _validated(lab: DnsLab, name: str, rdtype: str) -> list[str]:
+    """The RRset as named serves it, after checking its signature chain to the trust anchor."""
+    named = lab.named
+    keys_answer = dns.query.tcp(
+        dns.message.make_query(ZONE, "DNSKEY", want_dnssec=True), named.address, port=named.port
+    )
+    keys = keys_answer.find_rrset(keys_answer.answer, ZONE, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+    key_sigs = keys_answer.find_rrset(
+        keys_answer.answer, ZONE, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY
+    )
+    dns.dnssec.validate(keys, key_sigs, {ZONE: named.trust_anchor_rrset()})
+    owner = dns.name.from_text(name)
+    kind = dns.rdatatype.from_text(rdtype)
+    answer = dns.query.tcp(
+        dns.message.make_query(owner, kind, want_dnssec=True), named.address, port=named.port
+    )
+    rrset = answer.find_rrset(answer.answer, owner, dns.rdataclass.IN, kind)
+    sigs = answer.find_rrset(answer.answer, owner, dns.rdataclass.IN, dns.rdatatype.RRSIG, kind)
+    dns.dnssec.validate(rrset, sigs, {ZONE: keys})
+    return sorted(rdata.to_text() for rdata in rrset)
+
+
+def test_registration_publishes_address_key_and_dns_sd_records(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    client = dns_app.test_client()
+    endpoints = [{"host": "192.0.2.10", "port": 7000}, {"host": "relay1.example.net", "port": 7001}]
+    result = _register(client, relay_token("relay-1"), "relay-1", endpoints, PUBLIC_KEY)
+    assert result["dns"] == "published"
+    named = lab.named
+
+    assert wait_for_answer(named, "relay-1.alt.", "AAAA", ["fd00:1:2::11"]) == ["fd00:1:2::11"]
+    assert _validated(lab, "relay-1.alt.", "AAAA") == ["fd00:1:2::11"]
+    assert _validated(lab, "relay-1.alt.", "TXT") == [f'"altmesh-key={PUBLIC_KEY}"']
+    srv = ["0 50 7000 ep0.relay-1.alt.", "0 50 7001 relay1.example.net."]
+    assert _validated(lab, "_altmesh._tcp.alt.", "SRV") == srv
+    assert query(named, "_altmesh._tcp.alt.", "PTR") == ["relay-1._altmesh._tcp.alt."]
+    assert query(named, "relay-1._altmesh._tcp.alt.", "SRV") == srv
+    assert query(named, "relay-1._altmesh._tcp.alt.", "TXT") == [
+        f'"txtvers=1" "relay=relay-1" "altmesh-key={PUBLIC_KEY}"'
+    ]
+    assert query(named, "ep0.relay-1.alt.", "A") == ["192.0.2.10"]
+
+    with dns_app.app_context():
+        entries = get_session().scalars(
+            select(AuditEntry).where(AuditEntry.action == "dns.publish_relay")
+        )
+        [entry] = list(entries)
+    assert entry.actor == "relay:relay-1"
+    assert entry.after is not None
+    assert "relay-1.alt. AAAA fd00:1:2::11" in entry.after["records"]
+
+
+def test_heartbeat_with_a_different_load_changes_the_srv_weight_and_jitter_does_not(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    client = dns_app.test_client()
+    token = relay_token("relay-1")
+    _register(client, token, "relay-1", [{"host": "192.0.2.10", "port": 7000}], PUBLIC_KEY)
+    named = lab.named
+    wait_for_answer(named, "_altmesh._tcp.alt.", "SRV", ["0 50 7000 ep0.relay-1.alt."])
+
+    _heartbeat(client, token, 0.9)
+    expected = ["0 10 7000 ep0.relay-1.alt."]
+    assert wait_for_answer(named, "_altmesh._tcp.alt.", "SRV", expected) == expected
+    assert wait_for_answer(named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
+
+    serial = soa_serial(named)
+    _heartbeat(client, token, 0.91)  # same weight bucket: nothing may be sent
+    _heartbeat(client, token, 0.88)
+    assert soa_serial(named) == serial
+    assert query(named, "_altmesh._tcp.alt.", "SRV") == expected
+
+    _heartbeat(client, token, 0.1)
+    expected = ["0 90 7000 ep0.relay-1.alt."]
+    assert wait_for_answer(named, "_altmesh._tcp.alt.", "SRV", expected) == expected
+
+
+def test_update_relay_weight_sends_only_when_the_weight_changes(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    client = dns_app.test_client()
+    _register(
+        client,
+        relay_token("relay-1"),
+        "relay-1",
+        [{"host": "192.0.2.10", "port": 7000}],
+        PUBLIC_KEY,
+    )
+    zone = ZoneClient.from_config(lab.settings())
+    with dns_app.app_context():
+        relay = get_session().scalars(select(Relay).where(Relay.name == "relay-1")).one()
+        assert update_relay_weight(relay, 0.5, zone) is False  # registered with weight 50
+        assert update_relay_weight(relay, 0.3, zone) is True
+        assert update_relay_weight(relay, 0.31, zone) is False
+    wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", ["0 70 7000 ep0.relay-1.alt."])
+    assert published_srv_weights(zone, "relay-1") == [70]
+
+
+def test_reregistration_replaces_a_relays_old_endpoints_and_keeps_other_relays(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    client = dns_app.test_client()
+    token_one, token_two = relay_token("relay-1"), relay_token("relay-2")
+    _register(client, token_one, "relay-1", [{"host": "192.0.2.10", "port": 7000}], PUBLIC_KEY)
+    _register(client, token_two, "relay-2", [{"host": "2001:db8::2", "port": 7000}], OTHER_KEY)
+    _register(
+        client, token_one, "relay-1", [{"host": "relay1.example.net", "port": 7100}], PUBLIC_KEY
+    )
+    expected = ["0 50 7000 ep0.relay-2.alt.", "0 50 7100 relay1.example.net."]
+    assert wait_for_answer(lab.named, "_altmesh._tcp.alt.", "SRV", expected) == expected
+    assert query(lab.named, "_altmesh._tcp.alt.", "PTR") == [
+        "relay-1._altmesh._tcp.alt.",
+        "relay-2._altmesh._tcp.alt.",
+    ]
+    assert query(lab.named, "ep0.relay-1.alt.", "A") == []  # the old IP endpoint's name is gone
+    assert query(lab.named, "ep0.relay-2.alt.", "AAAA") == ["2001:db8::2"]
+    assert query(lab.named, "relay-2.alt.", "TXT") == [f'"altmesh-key={OTHER_KEY}"']
+
+
+def test_registration_succeeds_and_reports_it_when_dns_is_down(
+    make_app: Callable[..., Flask], lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    app = make_app(**lab.settings(DNS_PORT=closed_port()))
+    client = app.test_client()
+    token = relay_token("relay-1")
+    result = _register(client, token, "relay-1", [{"host": "192.0.2.10", "port": 7000}], PUBLIC_KEY)
+    assert result["dns"].startswith("failed: ")
+    assert "refused the connection" in result["dns"]
