@@ -114,3 +114,43 @@ def test_garbage_instead_of_a_handshake_is_logged_not_crashing(relay: PolicyRela
 def test_sigterm_stops_the_relay_cleanly(relay: PolicyRelay) -> None:
     assert relay.proc.stop(signal.SIGTERM) == 0
     assert "stopped" in relay.proc.errors()
+
+
+def test_sighup_rotates_the_relay_key_keeping_links_and_the_previous_key(
+    relay: PolicyRelay, tmp_path: Path
+) -> None:
+    from altmesh.keyfile import generate_key_file
+
+    member = StaticKeyPair.generate()
+    relay.allowed_file.write_text(encode_public_key(member.public) + "\n")
+    os.kill(relay.proc.pid, signal.SIGHUP)
+    new_key_file = tmp_path / "relay-new.key"
+    new_public = generate_key_file(new_key_file)
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.5)
+        _conn, _first, old_link = await helpers.raw_link_handshake(
+            relay.port, member, relay.node.public
+        )
+        text = relay.node.config.read_text().replace(
+            f'private_key_file = "{relay.node.key_file}"',
+            f'private_key_file = "{new_key_file}"\n'
+            f'previous_private_key_file = "{relay.node.key_file}"',
+        )
+        relay.node.config.write_text(text)
+        os.kill(relay.proc.pid, signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        # New key and previous key both accepted; the link made before the rotation stays up.
+        _c1, _f1, new_link = await helpers.raw_link_handshake(relay.port, member, new_public)
+        _c2, _f2, prev_link = await helpers.raw_link_handshake(
+            relay.port, member, relay.node.public
+        )
+        assert not old_link.is_closing()
+        assert helpers.metric_value(helpers.metrics_text(relay.metrics_port), "altmesh_links") == 3
+        for writer in (old_link, new_link, prev_link):
+            writer.close()
+
+    asyncio.run(scenario())
+    rotations = events(relay, "key_rotation")
+    assert len(rotations) == 1
+    assert rotations[0]["public_key"] == encode_public_key(new_public)
