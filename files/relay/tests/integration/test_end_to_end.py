@@ -17,12 +17,19 @@ import signal
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from altmesh.protocol import StaticKeyPair, node_address
+from altmesh.protocol import (
+    HandshakeComplete,
+    LinkConnection,
+    StaticKeyPair,
+    StreamData,
+    StreamReset,
+    node_address,
+)
 from altmesh.protocol import network_prefix as parse_prefix
 from altmesh.testing.named import NamedServer
 
@@ -445,3 +452,83 @@ def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
     result = socks_curl(mesh, "http://web.alt/blob.bin")
     assert result.returncode == 0, result.stderr
     assert result.stdout == (mesh.site / "blob.bin").read_bytes()
+
+
+async def link_events_until(
+    conn: LinkConnection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    done: Callable[[object], bool],
+    timeout: float = 5.0,
+) -> list[object]:
+    """Drive a raw link until an event satisfies `done`; returns every event seen."""
+    loop = asyncio.get_running_loop()
+    seen: list[object] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            out = conn.data_to_send()
+            if out:
+                writer.write(out)
+            data = await reader.read(65536)
+            if not data:
+                return seen
+            conn.receive_data(data, loop.time())
+            while (event := conn.next_event()) is not None:
+                seen.append(event)
+                if done(event):
+                    return seen
+
+
+def test_service_accepts_streams_only_through_the_end_to_end_session(mesh: Mesh) -> None:
+    """A node of the network opens a stream to web.alt and speaks plain HTTP in it: the service
+    never connects it to the web server, and logs the failed end-to-end handshake."""
+    key = StaticKeyPair.generate()
+    web_address = node_address(parse_prefix(helpers.PREFIX), mesh.web.public)
+    http_log_before = mesh.procs["http"].errors()
+    events_before = len(mesh.web.security_events())
+
+    async def run() -> list[object]:
+        loop = asyncio.get_running_loop()
+        conn = LinkConnection.initiator(helpers.link_config(), key, mesh.relay.public)
+        reader, writer = await asyncio.open_connection("127.0.0.1", mesh.relay_port)
+        conn.start(loop.time())
+        await link_events_until(conn, reader, writer, lambda e: isinstance(e, HandshakeComplete))
+        stream = conn.open_stream(web_address, 80)
+        conn.send_stream_data(stream, b"GET /index.html HTTP/1.0\r\n\r\n" + b"\x00" * 200)
+        seen = await link_events_until(conn, reader, writer, lambda e: isinstance(e, StreamReset))
+        writer.close()
+        return seen
+
+    seen = asyncio.run(run())
+    assert any(isinstance(e, StreamReset) for e in seen)
+    assert not any(isinstance(e, StreamData) for e in seen)
+    assert mesh.procs["http"].errors() == http_log_before  # the web server saw no request
+    helpers.wait_until(
+        lambda: len(mesh.web.security_events()) > events_before, 5, "service security event"
+    )
+
+
+def test_tampered_transport_message_is_a_logged_decryption_failure(mesh: Mesh) -> None:
+    key = StaticKeyPair.generate()
+    before = sum(1 for e in mesh.relay.security_events() if e["event"] == "decryption_failed")
+
+    async def run() -> bytes:
+        _conn, _first, writer = await helpers.raw_link_handshake(
+            mesh.relay_port, key, mesh.relay.public
+        )
+        writer.write(b"\x00\x40" + os.urandom(64))  # a well-framed message with a bad MAC
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.close()
+        return b""
+
+    asyncio.run(run())
+    helpers.wait_until(
+        lambda: (
+            sum(1 for e in mesh.relay.security_events() if e["event"] == "decryption_failed")
+            == before + 1
+        ),
+        5,
+        "decryption_failed event",
+    )
+    assert mesh.relay_proc.popen.poll() is None
