@@ -241,6 +241,9 @@ class LinkConnection:
         self._send: TransportCipher | None = None
         self._receive: TransportCipher | None = None
         self._rekey: _RekeyInitiating | _RekeyResponding | None = None
+        # Set when the send key reached rekey_after_messages; the rekey starts at the next safe
+        # point (never in the middle of a key switch).
+        self._rekey_due = False
         self._last_sent = 0.0
         self._last_received = 0.0
 
@@ -372,6 +375,7 @@ class LinkConnection:
                     offset = end
                     break
             del buffer[:offset]
+            self._start_rekey_if_due()
         except ProtocolError as error:
             self._fail(error)
             raise
@@ -390,6 +394,7 @@ class LinkConnection:
         """
         if now is not None:
             self._now = now
+        self._start_rekey_if_due()
         if self._pending and self._fatal is None:
             self._seal_pending()
         if not self._output:
@@ -430,6 +435,8 @@ class LinkConnection:
         ]
         if self._rekey is None:
             deadlines.append(send.created + config.rekey_after_time)
+            if self._rekey_due:
+                deadlines.append(self._now)
         return float(min(deadlines))
 
     # ---------------------------------------------------------------- streams
@@ -681,8 +688,8 @@ class LinkConnection:
         self._write_frame(send.encrypt(plaintext))
         self._last_sent = self._now
         self._stats.messages_out += 1
-        if send.counter >= config.rekey_after_messages and self._rekey is None:
-            self._start_rekey()
+        if send.counter >= config.rekey_after_messages:
+            self._rekey_due = True
 
     # ---------------------------------------------------------------- input
     def _check_frame_length(self, length: int) -> None:
@@ -921,6 +928,14 @@ class LinkConnection:
             max_streams=self.config.advertised_max_streams,
         ).encode()
 
+    def _start_rekey_if_due(self) -> None:
+        if self._rekey_due and self._rekey is None:
+            self._start_rekey()
+
+    def _new_send_key(self, key: bytes, epoch: int) -> None:
+        self._send = TransportCipher(key, self._now, epoch)
+        self._rekey_due = False
+
     def _start_rekey(self) -> None:
         if self._rekey is not None or self._state is not _State.ESTABLISHED:
             return
@@ -962,7 +977,7 @@ class LinkConnection:
         # REKEY_REPLY is the last message under the old send key; then the new one starts.
         self._queue(R.encode(R.RekeyReplyRecord(record.epoch, message2)))
         self._seal_pending()
-        self._send = TransportCipher(keys.send_key, self._now, record.epoch)
+        self._new_send_key(keys.send_key, record.epoch)
         self._rekey = _RekeyResponding(record.epoch, keys.receive_key)
 
     def _on_rekey_reply(self, record: R.RekeyReplyRecord) -> None:
@@ -985,7 +1000,7 @@ class LinkConnection:
         # REKEY_SWITCH is the last message under our old send key.
         self._queue(R.encode(R.RekeySwitchRecord(rekey.epoch)))
         self._seal_pending()
-        self._send = TransportCipher(keys.send_key, now, rekey.epoch)
+        self._new_send_key(keys.send_key, rekey.epoch)
         self._rekey = None
         self._rekeyed(initiated_by_us=True)
 
@@ -1029,5 +1044,6 @@ class LinkConnection:
             )
         if self._rekey is None and now - send.created >= config.rekey_after_time:
             self._start_rekey()
+        self._start_rekey_if_due()
         if now - self._last_sent >= config.keepalive_interval and not self._pending:
             self._seal(b"")  # keepalive: an empty transport message
