@@ -97,6 +97,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             parse_forward(text, "--forward") for text in args.forward
         )
         socks = parse_host_port(args.socks, "--socks") if args.socks else None
+        if socks is not None and socks.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError("--socks", f"{socks.host!r} is not a loopback address")
     except ConfigError as err:
         return _fail(f"config error: {err}")
     _setup_logging(config, args.verbose)

@@ -494,6 +494,9 @@ def _parse_client(table: _Table, state_dir: Path) -> ClientSettings:
     socks = None
     if socks_text and socks_text != "off":
         socks = parse_host_port(socks_text, table.name("socks_listen"))
+        if not _is_loopback(socks.host):
+            # An open SOCKS proxy would let anyone on the network use this node's identity.
+            raise table.error("socks_listen", f"{socks.host!r} is not a loopback address")
     forwards = tuple(
         parse_forward(text, f"{table.name('forwards')}[{index}]")
         for index, text in enumerate(table.string_list("forwards"))
@@ -506,6 +509,15 @@ def _parse_client(table: _Table, state_dir: Path) -> ClientSettings:
     settings = ClientSettings(socks, forwards, control, low, high)
     table.check_unknown()
     return settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_service(table: _Table, role: str) -> ServiceSettings | None:

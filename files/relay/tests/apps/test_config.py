@@ -114,6 +114,7 @@ def test_relay_config_errors_name_the_field(
             "outside",
         ),
         (('"8080:web.alt:80"', '"8080:web.com:80"'), "client.forwards[0]", ".alt"),
+        (('"127.0.0.1:1080"', '"0.0.0.0:1080"'), "client.socks_listen", "loopback"),
         (('"8080:web.alt:80"', '"8080:web.alt"'), "client.forwards[0]", "LOCAL_PORT:NAME:PORT"),
         ((ANCHOR, "com. IN DS 1 13 2 AB"), "dns.trust_anchor", "must be alt."),
         (('address = "[::1]:7400"', 'address = "::1:7400"'), "relays[0].address", "[ADDRESS]"),

@@ -532,3 +532,11 @@ def test_tampered_transport_message_is_a_logged_decryption_failure(mesh: Mesh) -
         "decryption_failed event",
     )
     assert mesh.relay_proc.popen.poll() is None
+
+
+def test_client_and_services_exit_cleanly_on_sigterm(mesh: Mesh) -> None:
+    """Last test of the module: stops the client and services (the fixture stops the rest)."""
+    for name in ("client", "web", "data"):
+        proc = mesh.procs[name]
+        assert proc.stop(signal.SIGTERM) == 0, proc.errors()[-2000:]
+    assert not mesh.client.control.exists()
