@@ -19,12 +19,15 @@ METRICS_TOKEN = {"core.metrics"}
 
 
 def _example_url(rule: Rule) -> str:
-    """The rule's path with every variable filled with a harmless value."""
-    return re.sub(
-        r"<(?:[^:>]+:)?([^>]+)>",
-        lambda m: "dashboard.css" if m.group(1) == "filename" else "x1",
-        rule.rule,
-    )
+    """The rule's path with every variable filled with a value its converter accepts."""
+
+    def fill(match: re.Match[str]) -> str:
+        converter, name = match.group(1), match.group(2)
+        if converter == "int":
+            return "1"
+        return "dashboard.css" if name == "filename" else "x1"
+
+    return re.sub(r"<(?:([^:>]+):)?([^>]+)>", fill, rule.rule)
 
 
 def test_the_exempt_endpoints_are_exactly_the_documented_ones(app: Flask) -> None:

@@ -22,6 +22,7 @@ MAX_LINKS = 256
 MAX_EVENTS = 500
 MAX_EVENT_DETAIL_BYTES = 4096
 MAX_COUNTER = 2**63 - 1
+RESERVED_NAMES = frozenset({"mesh", "mesh.svg", "tokens"})  # paths under /relays/
 
 
 class PayloadError(ValueError):
@@ -86,6 +87,8 @@ def relay_name(value: Any, field: str = "name") -> str:
     name = _string(value, field, 63)
     if not LABEL.match(name):
         raise PayloadError(field, "must be one DNS label: lower-case letters, digits and '-'")
+    if name in RESERVED_NAMES:
+        raise PayloadError(field, f"{name!r} is reserved by the dashboard; choose another name")
     return name
 
 

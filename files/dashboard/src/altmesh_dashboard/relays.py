@@ -5,16 +5,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
 
-from altmesh_dashboard.audit import record_audit
+from altmesh_dashboard.audit import actor_name, record_audit
 from altmesh_dashboard.auth.access import role_required
 from altmesh_dashboard.db import get_session
-from altmesh_dashboard.models import Heartbeat, Relay, SecurityEvent, utcnow
+from altmesh_dashboard.models import ApiToken, Heartbeat, Relay, SecurityEvent, utcnow
+from altmesh_dashboard.payloads import PayloadError, relay_name
 from altmesh_dashboard.status import relay_state
+from altmesh_dashboard.tokens import create_token, revoke_token
 
 bp = Blueprint("relays", __name__, url_prefix="/relays")
 
@@ -174,3 +188,59 @@ def mesh_svg() -> Response:
     nodes, edges = mesh_layout()
     svg = render_template("mesh.svg", nodes=nodes, edges=edges, size=640)
     return Response(svg, mimetype="image/svg+xml")
+
+
+class NewTokenForm(FlaskForm):
+    relay = StringField("Relay name", validators=[DataRequired(), Length(max=63)])
+
+
+class RevokeTokenForm(FlaskForm):
+    """Only a CSRF token: the token id is in the URL."""
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@role_required("admin")
+def tokens() -> ResponseReturnValue:
+    """Relay API tokens: list, create (the token is shown on this one answer only), revoke."""
+    db = get_session()
+    form = NewTokenForm()
+    new_token: str | None = None
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                name = relay_name(str(form.relay.data).strip(), "relay")
+            except PayloadError as error:
+                form.relay.errors = [error.problem]
+                status = 400
+            else:
+                row, new_token = create_token(db, name, actor_name(None))
+                record_audit(None, "token.create", f"relay:{name}", None, row.audit_view())
+        else:
+            status = 400
+    rows = db.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
+    return render_template(
+        "tokens.html",
+        form=form,
+        rows=rows,
+        new_token=new_token,
+        new_relay=form.relay.data if new_token else None,
+        revoke_form=RevokeTokenForm(),
+    ), status
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@role_required("admin")
+def revoke(token_id: int) -> ResponseReturnValue:
+    if not RevokeTokenForm().validate_on_submit():
+        abort(400, description="the form expired; reload the page and try again")
+    db = get_session()
+    row = db.get(ApiToken, token_id)
+    if row is None:
+        abort(404, description=f"no token with id {token_id}")
+    if row.revoked_at is None:
+        before = row.audit_view()
+        revoke_token(db, token_id)
+        record_audit(None, "token.revoke", f"relay:{row.relay_name}", before, row.audit_view())
+        flash(f"Token {token_id} of relay {row.relay_name} revoked.")
+    return redirect(url_for("relays.tokens"))

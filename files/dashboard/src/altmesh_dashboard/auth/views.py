@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     redirect,
@@ -18,16 +19,27 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import PasswordField, StringField
+from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from altmesh_dashboard import audit
-from altmesh_dashboard.auth.access import auth_stamp, login_required, public
-from altmesh_dashboard.auth.passwords import hash_password, needs_rehash, verify_password
+from altmesh_dashboard.auth.access import (
+    auth_stamp,
+    current_user,
+    login_required,
+    public,
+    role_required,
+)
+from altmesh_dashboard.auth.passwords import (
+    hash_password,
+    needs_rehash,
+    password_problem,
+    verify_password,
+)
 from altmesh_dashboard.auth.throttle import forget_failures, record_failure, seconds_until_allowed
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.metrics import LOGINS
-from altmesh_dashboard.models import User, utcnow
+from altmesh_dashboard.models import ROLES, User, utcnow
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 log = logging.getLogger(__name__)
@@ -99,3 +111,79 @@ def logout() -> ResponseReturnValue:
     session.clear()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
+
+
+class NewUserForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(min=1, max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    role = SelectField("Role", choices=list(ROLES), default="viewer")
+
+
+class UserChangeForm(FlaskForm):
+    role = SelectField("Role", choices=list(ROLES))
+    disabled = BooleanField("Disabled")
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@role_required("admin")
+def users() -> ResponseReturnValue:
+    """Admins list, create, re-role and disable users (the CLI does the same)."""
+    db = get_session()
+    form = NewUserForm()
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            username = str(form.username.data).strip()
+            problem = password_problem(str(form.password.data))
+            if problem:
+                form.password.errors = [problem]
+            elif db.scalar(select(User).where(User.username == username)) is not None:
+                form.username.errors = [f"user {username} already exists"]
+            else:
+                user = User(
+                    username=username,
+                    role=str(form.role.data),
+                    password_hash=hash_password(str(form.password.data)),
+                )
+                db.add(user)
+                db.flush()
+                audit.record_audit(None, "user.create", f"user:{username}", None, user.audit_view())
+                flash(f"User {username} created with role {user.role}.")
+                return redirect(url_for("auth.users"))
+        status = 400
+    all_users = db.scalars(select(User).order_by(User.username)).all()
+    change_forms = {}
+    for user in all_users:
+        change = UserChangeForm(prefix=f"u{user.id}")
+        change.role.data = user.role
+        change.disabled.data = user.disabled
+        change_forms[user.id] = change
+    return render_template(
+        "users.html", form=form, users=all_users, change_forms=change_forms
+    ), status
+
+
+@bp.post("/users/<int:user_id>")
+@role_required("admin")
+def change_user(user_id: int) -> ResponseReturnValue:
+    db = get_session()
+    user = db.get(User, user_id)
+    if user is None:
+        abort(404, description=f"no user with id {user_id}")
+    form = UserChangeForm(prefix=f"u{user.id}")
+    if not form.validate_on_submit():
+        abort(400, description="; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
+    actor = current_user
+    if (
+        actor is not None
+        and actor.id == user.id
+        and (form.role.data != "admin" or form.disabled.data)
+    ):
+        abort(400, description="you cannot demote or disable yourself; ask another admin")
+    before = user.audit_view()
+    user.role = str(form.role.data)
+    user.disabled = bool(form.disabled.data)
+    if before != user.audit_view():
+        audit.record_audit(None, "user.change", f"user:{user.username}", before, user.audit_view())
+        flash(f"User {user.username} is now {user.role}{' (disabled)' if user.disabled else ''}.")
+    return redirect(url_for("auth.users"))
