@@ -184,7 +184,8 @@ def test_rekey_init_with_garbage_handshake_is_a_rekey_error() -> None:
 ACTIONS = st.one_of(
     st.tuples(st.just("send"), st.sampled_from("ir"), st.integers(1, 150_000)),
     st.tuples(st.just("deliver"), st.sampled_from("ir"), st.integers(0, 200_000)),
-    st.tuples(st.just("rekey"), st.sampled_from("ir"), st.just(0)),
+    st.tuples(st.just("rekey"), st.sampled_from(["i", "r", "both"]), st.just(0)),
+    st.tuples(st.just("deliver"), st.sampled_from("ir"), st.integers(0, 200)),
     st.tuples(st.just("tick"), st.just("i"), st.integers(1, 5_000)),
 )
 
@@ -196,12 +197,11 @@ class Wire:
         self.pair = pair
         self.in_flight = {"i": bytearray(), "r": bytearray()}
 
-    def collect(self) -> None:
-        for side in ("i", "r"):
-            self.in_flight[side] += self.pair.side(side).data_to_send(self.pair.now)
+    def collect(self, side: str) -> None:
+        self.in_flight[side] += self.pair.side(side).data_to_send(self.pair.now)
 
     def deliver(self, side: str, size: int) -> None:
-        self.collect()
+        self.collect(side)
         buffer = self.in_flight[side]
         chunk, self.in_flight[side] = bytes(buffer[:size]), buffer[size:]
         target: LinkConnection = self.pair.side(self.pair.other(side))
@@ -235,7 +235,8 @@ def test_any_interleaving_of_rekeys_and_traffic_loses_nothing(
         elif action == "deliver":
             wire.deliver(side, amount)
         elif action == "rekey":
-            pair.side(side).rekey(pair.now)
+            for name in ("i", "r") if side == "both" else (side,):
+                pair.side(name).rekey(pair.now)
         else:
             pair.now += amount / 1000.0
             for name in ("i", "r"):
@@ -245,9 +246,14 @@ def test_any_interleaving_of_rekeys_and_traffic_loses_nothing(
                     conn.handle_timer(pair.now)
         traffic.absorb()
         traffic.check()
-    for side in ("i", "r"):
-        wire.deliver(side, 1 << 30)
-    traffic.absorb()
+    for _ in range(100):  # drain the wire through itself, so nothing overtakes bytes in flight
+        for side in ("i", "r"):
+            wire.deliver(side, 1 << 30)
+            traffic.absorb()
+        wire.collect("i")
+        wire.collect("r")
+        if not wire.in_flight["i"] and not wire.in_flight["r"]:
+            break
     traffic.settle()
     assert pair.initiator.stats.key_epoch == pair.responder.stats.key_epoch
     assert traffic.rekeyed["i"] == traffic.rekeyed["r"] == pair.initiator.stats.key_epoch
