@@ -1,0 +1,145 @@
+"""End-to-end sessions inside a stream: relays see only ciphertext."""
+
+from __future__ import annotations
+
+import pytest
+from altmesh.protocol import (
+    DecryptError,
+    EndToEndSession,
+    HandshakeDecryptError,
+    KeyRefused,
+    MemoryReplayStore,
+    Oversize,
+    ReplayedHandshake,
+    StreamStateError,
+)
+from altmesh.protocol import constants as C
+from altmesh.protocol import events as ev
+from altmesh.protocol.handshake import InitiatorHandshake, prologue
+
+from .helpers import destination, fixed_key, make_pair
+
+
+def sessions(
+    store: MemoryReplayStore | None = None, network: str = "testnet"
+) -> tuple[EndToEndSession, EndToEndSession]:
+    client = EndToEndSession.initiator(network, fixed_key(11), fixed_key(12).public)
+    service = EndToEndSession.responder(
+        "testnet",
+        [fixed_key(12)],
+        authorize=lambda _k: True,
+        replay_store=store if store is not None else MemoryReplayStore(),
+    )
+    return client, service
+
+
+def test_end_to_end_session_through_a_relay_link_carries_only_ciphertext() -> None:
+    client, service = sessions()
+    pair = make_pair()  # the client's link to a relay: the relay sees stream bytes
+    stream = pair.initiator.open_stream(destination(pair), 80)
+    secret = b"GET /secret-page HTTP/1.1\r\n" * 1000
+    pair.initiator.send_stream_data(stream, client.start())
+    pair.pump()
+    seen_by_relay = bytearray()
+    for event in pair.take("r"):
+        if isinstance(event, ev.StreamData):
+            seen_by_relay += event.data
+    assert service.receive(bytes(seen_by_relay)) == []
+    assert service.established and service.remote_static == fixed_key(11).public
+    assert client.receive(service.pending_output()) == []
+    assert client.established and client.remote_static == fixed_key(12).public
+    ciphertext = client.encrypt(secret)
+    sent = pair.initiator.send_stream_data(stream, ciphertext)
+    assert sent == len(ciphertext)
+    pair.pump()
+    relayed = b"".join(e.data for e in pair.take("r") if isinstance(e, ev.StreamData))
+    assert b"secret-page" not in relayed
+    assert b"".join(service.receive(relayed)) == secret
+    assert client.receive(service.encrypt(b"HTTP/1.1 200 OK")) == [b"HTTP/1.1 200 OK"]
+
+
+def test_large_plaintext_is_split_into_noise_sized_messages() -> None:
+    client, service = sessions()
+    service.receive(client.start())
+    client.receive(service.pending_output())
+    data = bytes(200_000)
+    wire = client.encrypt(data)
+    assert len(wire) == len(data) + 4 * (2 + C.TAG_LEN)
+    chunks = service.receive(wire)
+    assert all(len(c) <= C.MAX_PLAINTEXT_LEN for c in chunks) and b"".join(chunks) == data
+
+
+def test_service_refuses_a_client_key_it_does_not_authorize() -> None:
+    client = EndToEndSession.initiator("testnet", fixed_key(11), fixed_key(12).public)
+    service = EndToEndSession.responder(
+        "testnet", [fixed_key(12)], authorize=lambda _k: False, replay_store=MemoryReplayStore()
+    )
+    with pytest.raises(KeyRefused):
+        service.receive(client.start())
+    assert service.pending_output() == b""
+
+
+def test_wrong_service_key_or_network_fails_the_handshake() -> None:
+    impostor = EndToEndSession.responder(
+        "testnet", [fixed_key(13)], authorize=lambda _k: True, replay_store=MemoryReplayStore()
+    )
+    client, _ = sessions()
+    with pytest.raises(HandshakeDecryptError):
+        impostor.receive(client.start())
+    other_network, service = sessions(network="othernet")
+    with pytest.raises(HandshakeDecryptError):
+        service.receive(other_network.start())
+
+
+def test_link_handshake_cannot_be_used_as_an_end_to_end_one() -> None:
+    pair = make_pair(establish=False)
+    link_message = pair.initiator.data_to_send()
+    _, service = sessions()
+    with pytest.raises(Oversize):
+        service.receive(link_message)
+    # Even at the end-to-end size, the link prologue does not authenticate here.
+    crafted = InitiatorHandshake(
+        prologue(C.LINK_PROLOGUE_LABEL, "testnet"), fixed_key(11), fixed_key(12).public
+    ).write_init(bytes(C.E2E_INIT_PAYLOAD_LEN))
+    _, service = sessions()
+    with pytest.raises(HandshakeDecryptError):
+        service.receive(len(crafted).to_bytes(2, "big") + crafted)
+
+
+def test_replayed_end_to_end_handshake_is_refused() -> None:
+    store = MemoryReplayStore()
+    client, service = sessions(store)
+    first = client.start()
+    service.receive(first)
+    _, again = sessions(store)
+    with pytest.raises(ReplayedHandshake):
+        again.receive(first)
+
+
+def test_slightly_reordered_end_to_end_handshakes_are_accepted_once() -> None:
+    store = MemoryReplayStore()
+    early, late = sessions(store)[0], sessions(store)[0]
+    first, second = early.start(), late.start()
+    _, service_a = sessions(store)
+    _, service_b = sessions(store)
+    service_a.receive(second)  # arrives first
+    service_b.receive(first)  # older, but within the reorder window: fine
+    _, service_c = sessions(store)
+    with pytest.raises(ReplayedHandshake):
+        service_c.receive(first)
+
+
+def test_tampered_end_to_end_ciphertext_is_a_decrypt_error() -> None:
+    client, service = sessions()
+    service.receive(client.start())
+    client.receive(service.pending_output())
+    wire = bytearray(client.encrypt(b"payload"))
+    wire[-1] ^= 1
+    with pytest.raises(DecryptError):
+        service.receive(bytes(wire))
+
+
+def test_encrypt_before_the_handshake_is_refused() -> None:
+    client, _ = sessions()
+    with pytest.raises(StreamStateError):
+        client.encrypt(b"too early")
