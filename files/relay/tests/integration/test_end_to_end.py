@@ -31,6 +31,7 @@ from altmesh.protocol import (
     node_address,
 )
 from altmesh.protocol import network_prefix as parse_prefix
+from altmesh.state import StateDB
 from altmesh.testing.named import NamedServer
 
 from . import helpers
@@ -440,6 +441,12 @@ def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
     replays_before = replay_events(mesh, key)
     assert mesh.relay_proc.stop(signal.SIGTERM) == 0, mesh.relay_proc.errors()[-2000:]
     assert "draining" in mesh.relay_proc.errors()
+    # Lifetime counters were saved to the relay's SQLite state on the way down.
+    state = StateDB(mesh.relay.state)
+    assert state.counter("streams_routed") >= 200
+    assert state.counter("bytes_forwarded") >= 1 << 30
+    assert state.counter("handshakes_ok") >= 300
+    state.close()
     mesh.start_relay()
     # The accepted timestamp survived the restart (SQLite state): the old message is a replay.
     assert asyncio.run(helpers.send_raw_and_read(mesh.relay_port, first)) == b""

@@ -70,6 +70,28 @@ class MonotonicWallclock:
         return now
 
 
+class Backoff:
+    """Exponential backoff with full jitter: the n-th retry waits uniform(low, min(high, low*2^n)).
+
+    Jitter spreads the reconnects of many clients after a relay restart over the whole window,
+    so they do not all hit the relay (and its handshake rate limit) at the same instant.
+    """
+
+    def __init__(self, low: float, high: float, rng: random.Random | None = None) -> None:
+        self.low = low
+        self.high = high
+        self.rng = rng or random.Random()
+        self.window = low
+
+    def next_delay(self) -> float:
+        delay = self.rng.uniform(self.low, self.window)
+        self.window = min(self.high, self.window * 2)
+        return delay
+
+    def reset(self) -> None:
+        self.window = self.low
+
+
 def link_config(config: Config) -> LinkConfig:
     return LinkConfig(
         network=config.network.name,
@@ -204,7 +226,7 @@ class ClientNode:
         """Connect to a relay; on loss reconnect with exponential backoff and full jitter."""
         client = self.config.client
         assert client is not None
-        delay = client.reconnect_min_seconds
+        backoff = Backoff(client.reconnect_min_seconds, client.reconnect_max_seconds)
         attempt = 0
         while not self._stopping.is_set():
             relay = self.config.relays[attempt % len(self.config.relays)]
@@ -213,12 +235,11 @@ class ClientNode:
             lost = await self._connect_once(relay)
             if lost is None:  # never came up
                 self.link_state = "down"
-                sleep = random.uniform(client.reconnect_min_seconds, delay)
-                delay = min(client.reconnect_max_seconds, delay * 2)
+                sleep = backoff.next_delay()
                 log.info("link to %s failed; retrying in %.2fs", relay.address, sleep)
                 await asyncio.sleep(sleep)
                 continue
-            delay = client.reconnect_min_seconds
+            backoff.reset()
             await lost.wait()
             self.reconnects += 1
             self.link_state = "down"
@@ -253,7 +274,7 @@ class ClientNode:
         self._link_changed.set()
         self._link_changed = asyncio.Event()
         log.info("link to relay %s established", relay.address)
-        link.conn.ping(loop.time())
+        link.conn.ping(time.monotonic())
         link.kick()
         return lost
 
@@ -269,13 +290,12 @@ class ClientNode:
         return self.link
 
     async def _ping_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(PING_INTERVAL)
             link = self.link
             if link is not None and not link.closed:
                 with contextlib.suppress(ProtocolError):
-                    link.conn.ping(loop.time())
+                    link.conn.ping(time.monotonic())
                     link.kick()
 
     # ------------------------------------------------------------------ LinkHandler

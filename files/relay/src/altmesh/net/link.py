@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Protocol, cast
 
 from altmesh.protocol import LinkConnection, ProtocolError
@@ -71,7 +72,7 @@ class LinkTransport(asyncio.BufferedProtocol):
             self.closed = True
             transport.abort()
             return
-        self.conn.start(self.loop.time())
+        self.conn.start(monotonic())
         self._after_input()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -81,7 +82,7 @@ class LinkTransport(asyncio.BufferedProtocol):
         if self.closed:
             return
         try:
-            self.conn.receive_data(bytes(self._view[:nbytes]), self.loop.time())
+            self.conn.receive_data(bytes(self._view[:nbytes]), monotonic())
         except ProtocolError as error:
             self._fail(error)
             return
@@ -138,7 +139,7 @@ class LinkTransport(asyncio.BufferedProtocol):
     def flush(self) -> None:
         if self.closed or self.transport is None:
             return
-        data = self.conn.data_to_send(self.loop.time())
+        data = self.conn.data_to_send(monotonic())
         if data:
             self.transport.write(data)
         self._arm_timer()
@@ -150,7 +151,9 @@ class LinkTransport(asyncio.BufferedProtocol):
         self._cancel_timer()
         self._timer_deadline = deadline
         if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+            # The core runs on time.monotonic() (uvloop's loop.time() has only millisecond
+            # resolution, too coarse for RTTs); both count from the same monotonic clock.
+            self._timer = self.loop.call_later(max(0.0, deadline - monotonic()), self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -164,7 +167,7 @@ class LinkTransport(asyncio.BufferedProtocol):
         if self.closed:
             return
         try:
-            self.conn.handle_timer(self.loop.time())
+            self.conn.handle_timer(monotonic())
         except ProtocolError as error:
             self._fail(error)
             return

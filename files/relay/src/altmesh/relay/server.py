@@ -38,6 +38,7 @@ RESET_NO_ROUTE = 16
 RESET_PEER_GONE = 17
 RESET_RELAY_SHUTDOWN = 18
 CAPTURE_LIMIT = 64 * 1024 * 1024  # forwarded_capture_file stops growing here
+COUNTER_SAVE_SECONDS = 30.0
 
 
 @dataclass
@@ -132,6 +133,8 @@ class Relay:
         self.metrics_server: Any = None
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
+        # Counts since the last write to SQLite (lifetime totals survive restarts there).
+        self.unsaved: collections.Counter[str] = collections.Counter()
         # Audit aid: every stream byte this relay can see (after link decryption), appended.
         self.capture: BinaryIO | None = None
         if settings.forwarded_capture_file is not None:
@@ -158,6 +161,7 @@ class Relay:
         )
         # A line on stdout that tests and service managers can wait for.
         print(f"altmesh-relay ready on {listen}", flush=True)
+        saver = asyncio.create_task(self._save_counters_periodically())
         while not self._stop.is_set():
             reload_wait = asyncio.ensure_future(self._reload.wait())
             stop_wait = asyncio.ensure_future(self._stop.wait())
@@ -167,8 +171,19 @@ class Relay:
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
+        saver.cancel()
         await self.drain()
         return 0
+
+    async def _save_counters_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(COUNTER_SAVE_SECONDS)
+            self.save_counters()
+
+    def save_counters(self) -> None:
+        for name, value in self.unsaved.items():
+            self.state.add_counter(name, value)
+        self.unsaved.clear()
 
     def reload(self) -> None:
         """SIGHUP: re-read policy and keys; existing links stay up."""
@@ -220,6 +235,7 @@ class Relay:
         await asyncio.sleep(0.05)  # let the close records leave
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+        self.save_counters()
         self.state.close()
         self.events.close()
         if self.capture is not None:
@@ -318,6 +334,7 @@ class Relay:
         if link.app.get("attached"):
             return  # rekeys are internal to the core; a link attaches once
         self.metrics.handshakes.labels("ok").inc()
+        self.unsaved["handshakes_ok"] += 1
         self.metrics.links.inc()
         link.app["attached"] = True
         address = event.remote_address
@@ -335,7 +352,9 @@ class Relay:
         event = ev.event_for_protocol_error(error, during_handshake=not link.app.get("attached"))
         if not link.app.get("attached"):
             self.metrics.handshakes.labels("failed").inc()
+            self.unsaved["handshakes_failed"] += 1
         self.metrics.rejections.labels(error.kind).inc()
+        self.unsaved[f"rejected_{error.kind}"] += 1
         self.events.emit(
             event,
             error.kind,
@@ -375,6 +394,7 @@ class Relay:
         target.app["routes"][target_id] = (route, route.b)
         self.metrics.streams.inc()
         self.metrics.streams_opened.inc()
+        self.unsaved["streams_routed"] += 1
         target.kick()
 
     def _forward(self, route: Route, source: Half) -> None:
@@ -401,6 +421,7 @@ class Relay:
                 dest.fin_sent = True
             if forwarded:
                 self.metrics.bytes_out.inc(forwarded)
+                self.unsaved["bytes_forwarded"] += forwarded
                 source.link.conn.acknowledge(source.stream_id, forwarded)
                 source.link.kick()
         except ProtocolError as error:
