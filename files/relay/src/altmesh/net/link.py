@@ -70,7 +70,7 @@ class LinkTransport(asyncio.BufferedProtocol):
             self.peername = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if self.on_connection_made is not None and not self.on_connection_made(self):
             self.closed = True
-            transport.abort()
+            self.transport.abort()
             return
         self.conn.start(monotonic())
         self._after_input()
