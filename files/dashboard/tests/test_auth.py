@@ -216,3 +216,20 @@ def test_users_create_cli_rejects_a_short_password_and_a_duplicate(app: Flask) -
     )
     assert duplicate.exit_code != 0
     assert "already exists" in duplicate.output
+
+
+def test_behind_a_proxy_throttling_counts_the_forwarded_client_address(
+    make_app: Callable[..., Flask], csrf_token_in: Callable
+) -> None:
+    app = make_app(PROXY_COUNT=1, LOGIN_MAX_FAILURES=1)
+    client = app.test_client()
+    for client_address in ("198.51.100.1", "198.51.100.2"):
+        token = csrf_token_in(client.get("/auth/login").get_data(as_text=True))
+        client.post(
+            "/auth/login",
+            headers={"X-Forwarded-For": client_address},
+            data={"username": f"user-{client_address}", "password": "x", "csrf_token": token},
+        )
+    with app.app_context():
+        addresses = set(get_session().scalars(select(LoginFailure.remote_addr)))
+    assert addresses == {"198.51.100.1", "198.51.100.2"}

@@ -22,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from altmesh_dashboard import __version__
 from altmesh_dashboard.auth.access import (
@@ -152,6 +153,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     _configure_logging(app)
+    if app.config["PROXY_COUNT"]:
+        # Behind a reverse proxy the client's address (used by login throttling) and the scheme
+        # come from X-Forwarded-For / -Proto, trusted for exactly that many hops.
+        hops = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
     init_db(app)
     if app.config["AUTO_MIGRATE"]:
         upgrade_database(app)

@@ -146,7 +146,7 @@ def upgrade() -> None:
     """Apply the packaged migrations (also done at start unless AUTO_MIGRATE is off)."""
     from flask import current_app
 
-    upgrade_database(current_app)  # type: ignore[arg-type]
+    upgrade_database(current_app._get_current_object())  # type: ignore[attr-defined]
     click.echo("database schema is up to date")
 
 

@@ -128,6 +128,12 @@ SETTINGS: dict[str, Setting] = {
         True,
     ),
     "LOG_LEVEL": Setting(str, "INFO", "logging level", _log_level),
+    "PROXY_COUNT": Setting(
+        int,
+        0,
+        "reverse proxies in front of the app (trust that many X-Forwarded-* hops)",
+        _at_least(0),
+    ),
     "DNS_SERVER": Setting(
         str,
         "",
