@@ -87,6 +87,8 @@ def _run_node(config: Config, **kwargs: object) -> int:
         return run(start())
     except KeyFileError as err:
         return _fail(str(err))
+    except OSError as err:
+        return _fail(f"cannot start: {err}", 1)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
