@@ -20,6 +20,7 @@ import pytest
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.dns.publish import (
     published_srv_weights,
+    unpublish_relay,
     update_relay_weight,
     weight_for_load,
 )
@@ -237,3 +238,35 @@ def test_registration_succeeds_and_reports_it_when_dns_is_down(
     result = _register(client, token, "relay-1", [{"host": "192.0.2.10", "port": 7000}], PUBLIC_KEY)
     assert result["dns"].startswith("failed: ")
     assert "refused the connection" in result["dns"]
+
+
+def test_unpublish_removes_only_that_relays_records(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    client = dns_app.test_client()
+    _register(
+        client,
+        relay_token("relay-1"),
+        "relay-1",
+        [{"host": "192.0.2.10", "port": 7000}],
+        PUBLIC_KEY,
+    )
+    _register(
+        client, relay_token("relay-2"), "relay-2", [{"host": "192.0.2.20", "port": 7000}], OTHER_KEY
+    )
+    zone = ZoneClient.from_config(lab.settings())
+    with dns_app.app_context():
+        relay = get_session().scalars(select(Relay).where(Relay.name == "relay-1")).one()
+        unpublish_relay(relay, zone)
+    expected = ["0 50 7000 ep0.relay-2.alt."]
+    assert wait_for_answer(lab.named, "_altmesh._tcp.alt.", "SRV", expected) == expected
+    assert query(lab.named, "_altmesh._tcp.alt.", "PTR") == ["relay-2._altmesh._tcp.alt."]
+    for name, rdtype in [
+        ("relay-1.alt.", "AAAA"),
+        ("relay-1.alt.", "TXT"),
+        ("relay-1._altmesh._tcp.alt.", "SRV"),
+        ("relay-1._altmesh._tcp.alt.", "TXT"),
+        ("ep0.relay-1.alt.", "A"),
+    ]:
+        assert query(lab.named, name, rdtype) == [], (name, rdtype)
+    assert query(lab.named, "relay-2.alt.", "AAAA") == ["fd00:1:2::11"]

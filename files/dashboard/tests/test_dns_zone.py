@@ -230,6 +230,19 @@ def test_delete_removes_the_record_and_audits_it(
     assert entry.after is None
 
 
+def test_the_zones_last_name_server_cannot_be_deleted(
+    operator: FlaskClient, lab: DnsLab, csrf_token_in: Callable[[str], str]
+) -> None:
+    page = operator.get("/dns/").get_data(as_text=True)
+    response = operator.post(
+        "/dns/records/delete",
+        data={"csrf_token": csrf_token_in(page), "name": "alt.", "type": "NS", "rdata": "ns1.alt."},
+        follow_redirects=True,
+    )
+    assert "last NS record" in unescape(response.get_data(as_text=True))
+    assert query(lab.named, "alt.", "NS") == ["ns1.alt."]
+
+
 def test_delete_without_csrf_token_is_refused(operator: FlaskClient, lab: DnsLab) -> None:
     response = operator.post(
         "/dns/records/delete", data={"name": "notes.alt.", "type": "TXT", "rdata": '"hello"'}

@@ -199,7 +199,7 @@ def publish_relay(relay: Relay, client: ZoneClient | None = None) -> list[Record
         update.delete(names.host, dns.rdatatype.TXT)
         for old in previous:
             update.delete(names.service, old.rdata)
-            old_target: dns.name.Name = old.rdata.target  # type: ignore[attr-defined]
+            old_target = _target_of(old)
             if old_target.is_subdomain(names.host) and old_target != names.host:
                 update.delete(old_target)  # an ep<i> name we created for an IP endpoint
         update.delete(names.instance, dns.rdatatype.SRV)
@@ -218,6 +218,45 @@ def publish_relay(relay: Relay, client: ZoneClient | None = None) -> list[Record
         {"records": [f"{r.name} {r.type_text} {r.rdata_text}" for r in published]},
     )
     return published
+
+
+def unpublish_relay(relay: Relay, client: ZoneClient | None = None) -> None:
+    """Remove every record `publish_relay` made for the relay (when it is forgotten); other
+    relays' records and hand-made records at other names are untouched."""
+    client = _client(client)
+    names = RelayNames.of(relay.name, client.origin)
+    previous: list[Record] = []
+
+    def build() -> dns.update.UpdateMessage:
+        nonlocal previous
+        previous = client.lookup(names.instance, dns.rdatatype.SRV)
+        update = client.update_message()
+        if previous:
+            update.present(names.instance, prerequisite_rdataset(previous))
+        for old in previous:
+            update.delete(names.service, old.rdata)
+            old_target = _target_of(old)
+            if old_target.is_subdomain(names.host) and old_target != names.host:
+                update.delete(old_target)
+        update.delete(names.host, dns.rdatatype.AAAA)
+        update.delete(names.host, dns.rdatatype.TXT)
+        update.delete(names.instance)
+        update.delete(
+            names.service,
+            dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.PTR, names.instance.to_text()),
+        )
+        return update
+
+    _send_with_retry(client, build, f"removing relay {relay.name}'s records")
+    with _weights_lock:
+        _published_weights.pop(_cache_key(client, relay.name), None)
+    record_audit(
+        None,
+        "dns.unpublish_relay",
+        f"dns:{names.host.to_text()}",
+        {"instance_srv": [r.rdata_text for r in previous]},
+        None,
+    )
 
 
 def _aaaa(address: str) -> dns.rdata.Rdata:
