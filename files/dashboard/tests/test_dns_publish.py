@@ -26,7 +26,15 @@ from altmesh_dashboard.dns.publish import (
 )
 from altmesh_dashboard.dns.zone import ZoneClient
 from altmesh_dashboard.models import AuditEntry, Relay
-from dns_support import DnsLab, closed_port, dns_lab, query, soa_serial, wait_for_answer
+from dns_support import (
+    NETWORK_PREFIX,
+    DnsLab,
+    closed_port,
+    dns_lab,
+    query,
+    soa_serial,
+    wait_for_answer,
+)
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -270,3 +278,40 @@ def test_unpublish_removes_only_that_relays_records(
     ]:
         assert query(lab.named, name, rdtype) == [], (name, rdtype)
     assert query(lab.named, "relay-2.alt.", "AAAA") == ["fd00:1:2::11"]
+
+
+def test_the_altmesh_client_resolves_a_published_relay_with_dnssec(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    """What the dashboard publishes is what `altmesh` clients consume: the client's validating
+    resolver, pinned to the zone's trust anchor, gets the relay's address and key."""
+    import asyncio
+    import ipaddress
+
+    from altmesh.client.dnssec import AltResolver, parse_trust_anchors
+    from altmesh.config import HostPort
+    from altmesh.protocol.address import node_address
+
+    prefix = ipaddress.IPv6Network(NETWORK_PREFIX)
+    public_key = bytes(range(32))
+    address = node_address(prefix, public_key)
+    body = {
+        "name": "relay-1",
+        "public_key": base64.b64encode(public_key).decode(),
+        "address": str(address),
+        "endpoints": [{"host": "192.0.2.10", "port": 7000}],
+    }
+    response = dns_app.test_client().post(
+        "/api/v1/relays/register", json=body, headers=_bearer(relay_token("relay-1"))
+    )
+    assert response.get_json()["dns"] == "published"
+    wait_for_answer(lab.named, "relay-1.alt.", "AAAA", [str(address)])
+
+    resolver = AltResolver(
+        [HostPort(lab.named.address, lab.named.port)],
+        parse_trust_anchors([lab.named.trust_anchor]),
+        prefix,
+    )
+    resolved = asyncio.run(resolver.resolve("relay-1.alt"))
+    assert resolved.address == address
+    assert resolved.public_key == public_key
