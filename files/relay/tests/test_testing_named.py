@@ -10,6 +10,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import altmesh.testing.named as named_module
 import dns.dnssec
 import dns.message
 import dns.name
@@ -198,3 +199,19 @@ def test_a_broken_zone_fails_fast_with_named_log(tmp_path: Path) -> None:
 def test_update_key_must_be_one_of_the_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="update_key 'ghost'"):
         NamedServer.start(tmp_path / "named", tsig_keys={"real": _secret()}, update_key="ghost")
+
+
+def test_an_enforcing_apparmor_profile_for_named_is_reported_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.write_text("/usr/bin/man (enforce)\nnamed (enforce)\n")
+    monkeypatch.setattr(named_module, "_APPARMOR_PROFILES", profiles)
+    with pytest.raises(NamedStartError, match="AppArmor enforces a profile on named"):
+        NamedServer.start(tmp_path / "named")
+    assert not (tmp_path / "named" / "named.conf").exists()  # nothing was attempted
+
+    profiles.write_text("named (complain)\n")
+    assert not named_module._apparmor_confines_named()
+    monkeypatch.setattr(named_module, "_APPARMOR_PROFILES", tmp_path / "absent")
+    assert not named_module._apparmor_confines_named()
