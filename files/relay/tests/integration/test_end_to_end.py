@@ -161,7 +161,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             dns_port=named.port,
             trust_anchor=named.trust_anchor,
             socks_port=socks_port,
-            forwards=(f"{forward_port}:web.alt:80",),
             rekey=REKEY_SECONDS,
             reject=REJECT_SECONDS,
         )
@@ -186,7 +185,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         for node, argv in (
             (web, [*ALTMESH, "serve", "web.alt", "--to", f"127.0.0.1:{http_port}"]),
             (data, [*ALTMESH, "serve", "data.alt", "--to", f"127.0.0.1:{data_port}"]),
-            (client, [*ALTMESH, "up"]),
+            (client, [*ALTMESH, "up", "--forward", f"{forward_port}:web.alt:80"]),
         ):
             procs[node.name] = Proc(node.name, [*argv, "--config", str(node.config)], workdir)
         for node in (web, data, client):
