@@ -82,7 +82,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     prefix = parse_prefix(helpers.PREFIX)
     relay, web, data, client = (Node(n, workdir) for n in ("relay", "web", "data", "client"))
     records = []
-    for node in (web, data):
+    offline = Node("offline", workdir)  # published in DNS, never attached to the relay
+    for node in (web, data, offline):
         records += record_lines(node, str(node_address(prefix, node.public)))
     named = NamedServer.start(workdir / "named", records=records)
     procs: dict[str, Proc] = {}
@@ -243,9 +244,9 @@ def test_socks5_accepts_an_ipv6_literal_of_a_resolved_name(mesh: Mesh) -> None:
     assert result.stdout == (mesh.site / "index.html").read_bytes()
 
 
-def test_unknown_and_non_alt_names_are_refused_promptly(mesh: Mesh) -> None:
+def test_unknown_offline_and_non_alt_names_are_refused_promptly(mesh: Mesh) -> None:
     started = time.monotonic()
-    for url in ("http://nothere.alt/", "http://example.com/"):
+    for url in ("http://nothere.alt/", "http://offline.alt/", "http://example.com/"):
         result = socks_curl(mesh, url)
         assert result.returncode == 97, (url, result.returncode, result.stderr)  # proxy refused
     assert time.monotonic() - started < 10
