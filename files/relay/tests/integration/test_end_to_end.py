@@ -304,6 +304,33 @@ def test_200_concurrent_streams_carry_sha256_exact_payloads(
     figures["200 concurrent echo streams (64-130 KiB each)"] = f"{elapsed:.2f} s"
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_a_stalled_reader_neither_stalls_other_streams_nor_fills_memory(mesh: Mesh) -> None:
+    """Backpressure end to end: a stream whose reader stops is held by flow control (credit not
+    returned), so the relay and client buffer at most a window, and other streams keep going."""
+    watched = {name: mesh.procs[name].pid for name in ("relay", "client", "data")}
+
+    async def run() -> tuple[dict[str, float], bool]:
+        before = {name: rss_mib(pid) for name, pid in watched.items()}
+        reader, writer = await socks_connect(mesh.socks_port, "data.alt", 9)
+        writer.write(b"SOURCE 536870912 3\n")  # 512 MiB that nobody reads
+        await asyncio.sleep(3)
+        ok = await asyncio.wait_for(echo_stream(mesh.socks_port, 4 << 20), 30)
+        growth = {name: rss_mib(pid) - before[name] for name, pid in watched.items()}
+        writer.close()
+        return growth, ok
+
+    growth, ok = asyncio.run(run())
+    assert ok
+    assert max(growth.values()) < 64, f"memory grew (MiB): {growth}"
+
+
 def rekey_events(mesh: Mesh, peer: Node) -> int:
     """Rekeys the relay logged on its link with `peer`."""
     address = str(node_address(parse_prefix(helpers.PREFIX), peer.public))
