@@ -318,7 +318,7 @@ def test_a_stalled_reader_neither_stalls_other_streams_nor_fills_memory(mesh: Me
 
     async def run() -> tuple[dict[str, float], bool]:
         before = {name: rss_mib(pid) for name, pid in watched.items()}
-        reader, writer = await socks_connect(mesh.socks_port, "data.alt", 9)
+        _reader, writer = await socks_connect(mesh.socks_port, "data.alt", 9)
         writer.write(b"SOURCE 536870912 3\n")  # 512 MiB that nobody reads
         await asyncio.sleep(3)
         ok = await asyncio.wait_for(echo_stream(mesh.socks_port, 4 << 20), 30)
