@@ -1,0 +1,133 @@
+"""Sans-IO protocol core throughput, beside the raw primitives it is built on (same run).
+
+- LinkConnection pair: one stream, 16 KiB and 64 KiB application writes, sealed, framed,
+  decrypted and parsed on the other side (MB/s of application payload), single core.
+- raw `cryptography` ChaCha20Poly1305 encrypt + decrypt of the same record sizes (the ceiling).
+- link handshakes per second (both sides, full LinkConnection) beside a raw noiseprotocol IK
+  handshake (both sides).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from altmesh.protocol import (
+    LinkConfig,
+    LinkConnection,
+    MemoryReplayStore,
+    StaticKeyPair,
+    StreamData,
+    network_prefix,
+    node_address,
+)
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from noise.connection import Keypair, NoiseConnection
+
+PREFIX = network_prefix("fd00:be9c::/48")
+TOTAL = 256 * 1024 * 1024
+A, B = StaticKeyPair.generate(), StaticKeyPair.generate()
+
+
+def link_pair() -> tuple[LinkConnection, LinkConnection]:
+    config = LinkConfig(network="bench", prefix=PREFIX, stream_window=4 * 1024 * 1024)
+    initiator = LinkConnection.initiator(config, A, B.public)
+    responder = LinkConnection.responder(
+        config, [B], authorize=lambda _k: True, replay_store=MemoryReplayStore()
+    )
+    initiator.start(0.0)
+    responder.receive_data(initiator.data_to_send(), 0.0)
+    initiator.receive_data(responder.data_to_send(), 0.0)
+    while initiator.next_event() or responder.next_event():
+        pass
+    return initiator, responder
+
+
+def link_throughput(write_size: int) -> float:
+    initiator, responder = link_pair()
+    stream = initiator.open_stream(node_address(PREFIX, B.public), 1)
+    payload = os.urandom(write_size)
+    moved = 0
+    start = time.perf_counter()
+    while moved < TOTAL:
+        initiator.send_stream_data(stream, payload)
+        responder.receive_data(initiator.data_to_send(), 0.0)
+        while (event := responder.next_event()) is not None:
+            if isinstance(event, StreamData):
+                moved += len(event.data)
+                responder.acknowledge(stream, len(event.data))
+        initiator.receive_data(responder.data_to_send(), 0.0)
+        while initiator.next_event() is not None:
+            pass
+    return moved / (time.perf_counter() - start) / 1e6
+
+
+def raw_aead_throughput(size: int) -> float:
+    aead = ChaCha20Poly1305(os.urandom(32))
+    payload = os.urandom(size)
+    count = TOTAL // size
+    start = time.perf_counter()
+    for n in range(count):
+        nonce = n.to_bytes(12, "little")
+        aead.decrypt(nonce, aead.encrypt(nonce, payload, None), None)
+    return count * size / (time.perf_counter() - start) / 1e6
+
+
+def link_handshakes(seconds: float) -> float:
+    config = LinkConfig(network="bench", prefix=PREFIX)
+    store = MemoryReplayStore()
+    count = 0
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        initiator = LinkConnection.initiator(config, A, B.public)
+        responder = LinkConnection.responder(
+            config, [B], authorize=lambda _k: True, replay_store=store
+        )
+        initiator.start(0.0)
+        responder.receive_data(initiator.data_to_send(), 0.0)
+        initiator.receive_data(responder.data_to_send(), 0.0)
+        assert initiator.established
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def raw_noise_handshakes(seconds: float) -> float:
+    name = b"Noise_IK_25519_ChaChaPoly_BLAKE2s"
+    count = 0
+    end = time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        initiator = NoiseConnection.from_name(name)
+        initiator.set_as_initiator()
+        initiator.set_keypair_from_private_bytes(Keypair.STATIC, A.private)
+        initiator.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, B.public)
+        responder = NoiseConnection.from_name(name)
+        responder.set_as_responder()
+        responder.set_keypair_from_private_bytes(Keypair.STATIC, B.private)
+        initiator.start_handshake()
+        responder.start_handshake()
+        responder.read_message(initiator.write_message(b"x" * 38))
+        initiator.read_message(responder.write_message(b"y" * 26))
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    print(f"protocol core, one core, {TOTAL // 2**20} MiB per figure (MB/s of payload)")
+    for size in (16 * 1024, 64 * 1024):
+        record = min(size, 65512)
+        link = link_throughput(size)
+        raw = raw_aead_throughput(record)
+        print(
+            f"  {size // 1024:>2} KiB writes: LinkConnection pair {link:8.0f} MB/s"
+            f"   | raw ChaCha20Poly1305 enc+dec of {record} B {raw:8.0f} MB/s"
+        )
+    print(
+        f"  handshakes: LinkConnection (both sides) {link_handshakes(2.0):6.0f}/s"
+        f"   | raw noiseprotocol IK (both sides) {raw_noise_handshakes(2.0):6.0f}/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
