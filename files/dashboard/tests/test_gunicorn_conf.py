@@ -1,0 +1,68 @@
+"""The packaged gunicorn configuration migrates a fresh database once, in the arbiter, and then
+serves it with several workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from conftest import free_port
+from sqlalchemy import create_engine, inspect
+
+
+def test_packaged_config_migrates_once_and_serves_with_two_workers(
+    base_config: dict[str, Any], tmp_path: Path
+) -> None:
+    # No app fixture ran, so on SQLite this database is still empty: gunicorn must migrate it.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALTMESH_DASHBOARD_")}
+    env.update(
+        {
+            "ALTMESH_DASHBOARD_SECRET_KEY": base_config["SECRET_KEY"],
+            "ALTMESH_DASHBOARD_DATABASE_URL": base_config["DATABASE_URL"],
+            "WEB_CONCURRENCY": "2",
+        }
+    )
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:altmesh_dashboard.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "altmesh_dashboard.wsgi:app",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert status == 200, log_path.read_text()
+        engine = create_engine(base_config["DATABASE_URL"])
+        assert "relays" in inspect(engine).get_table_names()
+        engine.dispose()
+        log_text = log_path.read_text()
+        assert log_text.count("Booting worker") == 2
+        assert "Traceback" not in log_text
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
