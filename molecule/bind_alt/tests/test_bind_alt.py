@@ -1,0 +1,220 @@
+"""The bind_alt scenario, shown with real queries and updates between the three test hosts.
+
+ns1 is the primary, ns2 the secondary, resolver the split-DNS resolver. The primary may use the
+resolver; the secondary is an outsider to it. Records are those of molecule.yml.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+from collections.abc import Callable
+
+import pytest
+import testinfra
+from testinfra.host import Host
+
+PRIMARY = "bind-alt-ns1"
+SECONDARY = "bind-alt-ns2"
+RESOLVER = "bind-alt-resolver"
+DASHBOARD_KEY = "/etc/bind/keys/altmesh-dashboard.key"
+TRANSFER_KEY = "/etc/bind/keys/altmesh-transfer.key"
+
+# name, type, the answer `dig +short` prints (sorted lines), as declared in molecule.yml
+DECLARED_RECORDS = [
+    ("www.alt", "A", ["10.89.77.200"]),
+    ("www.alt", "AAAA", ["fd00:a17::200"]),
+    ("www.alt", "TXT", ['"altmesh noise key ABCDEF"']),
+    ("_altmesh._tcp.alt", "SRV", ["10 5 7443 www.alt."]),
+    ("web.alt", "CNAME", ["www.alt."]),
+    ("alt", "MX", ["10 mail.alt."]),
+    ("mail.alt", "A", ["10.89.77.201", "10.89.77.202"]),
+    ("alt", "CAA", ['0 issue ";"']),
+    ("200.77.89.10.in-addr.alt", "PTR", ["www.alt."]),
+    ("alt", "NS", ["bind-alt-ns1.alt.", "bind-alt-ns2.alt."]),
+]
+
+
+def podman_host(name: str) -> Host:
+    return testinfra.get_host(f"podman://{name}")
+
+
+@pytest.fixture(scope="module")
+def primary() -> Host:
+    return podman_host(PRIMARY)
+
+
+@pytest.fixture(scope="module")
+def secondary() -> Host:
+    return podman_host(SECONDARY)
+
+
+@pytest.fixture(scope="module")
+def resolver() -> Host:
+    return podman_host(RESOLVER)
+
+
+def address_of(host: Host) -> str:
+    return str(host.check_output("hostname -I").split()[0])
+
+
+def dig(host: Host, server: str, *query: str) -> str:
+    command = "dig @%s +time=2 +tries=1 " + " ".join(["%s"] * len(query))
+    return str(host.run(command, server, *query).stdout)
+
+
+def short_answer(host: Host, server: str, name: str, rdtype: str) -> list[str]:
+    return sorted(dig(host, server, "+short", "+norecurse", name, rdtype).splitlines())
+
+
+def header_flags(dig_output: str) -> set[str]:
+    match = re.search(r";; flags: ([a-z ]+);", dig_output)
+    assert match, dig_output
+    return set(match.group(1).split())
+
+
+def status(dig_output: str) -> str:
+    match = re.search(r"status: ([A-Z]+)", dig_output)
+    assert match, dig_output
+    return match.group(1)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.3)
+    return check()
+
+
+def nsupdate(host: Host, server: str, commands: list[str], key_option: str = "") -> tuple[int, str]:
+    script = "\n".join([f"server {server}", "zone alt.", *commands, "send", ""])
+    result = host.run(f"printf %s {quote(script)} | nsupdate -t 5 {key_option}")
+    return result.rc, result.stdout + result.stderr
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+@pytest.mark.parametrize(("name", "rdtype", "expected"), DECLARED_RECORDS)
+def test_declared_records_are_served_by_primary_and_secondary(
+    primary: Host, secondary: Host, name: str, rdtype: str, expected: list[str]
+) -> None:
+    assert short_answer(primary, "127.0.0.1", name, rdtype) == sorted(expected)
+    assert eventually(
+        lambda: short_answer(secondary, "127.0.0.1", name, rdtype) == sorted(expected)
+    )
+
+
+def test_secondary_converges_to_the_primary_serial(primary: Host, secondary: Host) -> None:
+    def serial(host: Host) -> str:
+        return short_answer(host, "127.0.0.1", "alt", "SOA")[0].split()[2]
+
+    assert eventually(lambda: serial(secondary) == serial(primary))
+
+
+def test_zone_is_signed_on_both_servers(primary: Host, secondary: Host) -> None:
+    for host in (primary, secondary):
+        answer = dig(host, "127.0.0.1", "+dnssec", "+norecurse", "www.alt", "A")
+        assert re.search(r"www\.alt\.\s+\d+\s+IN\s+RRSIG\s+A ", answer), answer
+
+
+def test_retired_record_was_pruned_and_dashboard_record_kept(
+    primary: Host, secondary: Host
+) -> None:
+    kept = ['"kept by pruning"']
+    for host in (primary, secondary):
+        assert eventually(lambda h=host: short_answer(h, "127.0.0.1", "retired.alt", "TXT") == [])
+        assert eventually(
+            lambda h=host: short_answer(h, "127.0.0.1", "dashboard-made.alt", "TXT") == kept
+        )
+
+
+def test_signed_update_is_accepted_and_reaches_the_secondary(
+    primary: Host, secondary: Host
+) -> None:
+    name = f"signed-{os.getpid()}-{int(time.time())}.alt"
+    rc, output = nsupdate(
+        primary,
+        address_of(primary),
+        [f"update add {name}. 300 IN A 10.89.77.99"],
+        f"-k {DASHBOARD_KEY}",
+    )
+    assert rc == 0, output
+    assert short_answer(primary, "127.0.0.1", name, "A") == ["10.89.77.99"]
+    assert eventually(lambda: short_answer(secondary, "127.0.0.1", name, "A") == ["10.89.77.99"])
+
+
+def test_unsigned_update_is_refused(primary: Host, secondary: Host) -> None:
+    rc, output = nsupdate(
+        secondary, address_of(primary), ["update add unsigned.alt. 300 IN A 10.89.77.98"]
+    )
+    assert rc != 0
+    assert "REFUSED" in output, output
+    assert short_answer(primary, "127.0.0.1", "unsigned.alt", "A") == []
+
+
+def test_wrongly_signed_update_is_refused(primary: Host, secondary: Host) -> None:
+    wrong_secret = base64.b64encode(os.urandom(32)).decode()
+    rc, output = nsupdate(
+        secondary,
+        address_of(primary),
+        ["update add forged.alt. 300 IN A 10.89.77.97"],
+        f"-y hmac-sha256:altmesh-dashboard:{wrong_secret}",
+    )
+    assert rc != 0
+    assert re.search(r"BADSIG|BADKEY|tsig verify failure|NOTAUTH", output), output
+    assert short_answer(primary, "127.0.0.1", "forged.alt", "A") == []
+
+
+def test_dashboard_key_cannot_change_the_delegation(primary: Host) -> None:
+    rc, output = nsupdate(
+        primary,
+        "127.0.0.1",
+        ["update add alt. 300 IN NS ns.elsewhere.example."],
+        f"-k {DASHBOARD_KEY}",
+    )
+    assert rc != 0
+    assert "REFUSED" in output, output
+    assert "ns.elsewhere.example." not in short_answer(primary, "127.0.0.1", "alt", "NS")
+
+
+def test_zone_transfer_needs_the_transfer_key(primary: Host, secondary: Host) -> None:
+    unsigned = dig(secondary, address_of(primary), "alt", "AXFR")
+    assert "Transfer failed" in unsigned, unsigned
+    signed = dig(secondary, address_of(primary), "-k", TRANSFER_KEY, "alt", "AXFR")
+    assert re.search(r"www\.alt\.\s+\d+\s+IN\s+A\s+10\.89\.77\.200", signed), signed
+
+
+def test_resolver_returns_validated_answers(resolver: Host, primary: Host) -> None:
+    for client, server in ((resolver, "127.0.0.1"), (primary, address_of(resolver))):
+        answer = dig(client, server, "+dnssec", "www.alt", "A")
+        assert status(answer) == "NOERROR", answer
+        assert "ad" in header_flags(answer), answer
+        assert re.search(r"www\.alt\.\s+\d+\s+IN\s+A\s+10\.89\.77\.200", answer), answer
+    cname = dig(resolver, "127.0.0.1", "web.alt", "A")
+    assert "ad" in header_flags(cname) and "10.89.77.200" in cname, cname
+
+
+def test_resolver_refuses_outsiders(resolver: Host, secondary: Host) -> None:
+    answer = dig(secondary, address_of(resolver), "www.alt", "A")
+    assert status(answer) == "REFUSED", answer
+
+
+def test_resolver_answers_other_names_locally_without_the_root_servers(resolver: Host) -> None:
+    answer = dig(resolver, "127.0.0.1", "www.example.com", "A")
+    assert status(answer) == "NXDOMAIN", answer
+    assert "localhost." in answer  # the SOA of the local empty root zone, not the internet's
+
+
+def test_authoritative_servers_refuse_recursion(
+    resolver: Host, primary: Host, secondary: Host
+) -> None:
+    for server in (primary, secondary):
+        answer = dig(resolver, address_of(server), "www.example.com", "A")
+        assert status(answer) == "REFUSED", answer
+        assert "ra" not in header_flags(answer), answer
