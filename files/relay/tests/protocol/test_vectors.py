@@ -39,7 +39,9 @@ def test_specification_vectors_are_reproduced_by_the_code() -> None:
 def test_recorded_handshake_is_plain_noise_ik_including_the_transport() -> None:
     """An independent run of noiseprotocol alone gives the same bytes: altmesh's transport
     (cryptography with explicit counters) is wire-compatible with Noise."""
-    vector = handshake_vectors()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # noiseprotocol warns about fixed ephemerals
+        vector = handshake_vectors()
     initiator = NoiseConnection.from_name(C.NOISE_PROTOCOL_NAME)
     responder = NoiseConnection.from_name(C.NOISE_PROTOCOL_NAME)
     prologue = bytes.fromhex(vector["prologue"])

@@ -89,9 +89,9 @@ class RecordType:
     CLOSE: Final = 0x0C
 
 
-# Reset codes the core itself sends; applications use their own codes from 0x100 up.
-RESET_FLOW_CONTROL: Final = 0x01
-RESET_CANCELLED: Final = 0x02
+# Reset codes 0xFF00..0xFFFF belong to the core; applications use 0x0000..0xFEFF.
+RESET_FLOW_CONTROL: Final = 0xFF01
+RESET_CANCELLED: Final = 0xFF02
 DEFAULT_LINK_WINDOW: Final = 2 * DEFAULT_MAX_STREAMS * DEFAULT_STREAM_WINDOW  # 512 MiB ceiling
 # End-to-end handshakes of many streams may reach a service slightly out of order (different
 # streams, relay scheduling): a timestamp up to this much older than the newest accepted one is
