@@ -17,7 +17,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -662,6 +662,3 @@ def control_status(path: Path) -> dict[str, Any]:
             data += chunk
     result: dict[str, Any] = json.loads(data)
     return result
-
-
-StreamFactory = Callable[[], asyncio.Protocol]

@@ -36,7 +36,6 @@ log = logging.getLogger("altmesh.relay")
 
 RESET_NO_ROUTE = 16
 RESET_PEER_GONE = 17
-RESET_RELAY_SHUTDOWN = 18
 CAPTURE_LIMIT = 64 * 1024 * 1024  # forwarded_capture_file stops growing here
 COUNTER_SAVE_SECONDS = 30.0
 
