@@ -474,6 +474,12 @@ def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
     assert state.counter("bytes_forwarded") >= 1 << 30
     assert state.counter("handshakes_ok") >= 300
     state.close()
+    helpers.wait_until(
+        lambda: helpers.node_status(mesh.client)["link_state"] != "established",
+        10,
+        "the client to notice the relay is gone",
+    )
+    time.sleep(1.5)  # the client keeps retrying (backoff) while the relay is down
     mesh.start_relay()
     # The accepted timestamp survived the restart (SQLite state): the old message is a replay.
     assert asyncio.run(helpers.send_raw_and_read(mesh.relay_port, first)) == b""
