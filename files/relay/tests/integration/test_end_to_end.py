@@ -456,6 +456,8 @@ def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
 ) -> None:
     before = helpers.node_status(mesh.client)["reconnects"]
     key = StaticKeyPair.generate()
+    blob = (mesh.site / "blob.bin").read_bytes()
+    assert socks_curl(mesh, "http://web.alt/blob.bin").stdout == blob
 
     async def handshake() -> bytes:
         _conn, first, writer = await helpers.raw_link_handshake(
@@ -470,9 +472,9 @@ def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
     assert "draining" in mesh.relay_proc.errors()
     # Lifetime counters were saved to the relay's SQLite state on the way down.
     state = StateDB(mesh.relay.state)
-    assert state.counter("streams_routed") >= 200
-    assert state.counter("bytes_forwarded") >= 1 << 30
-    assert state.counter("handshakes_ok") >= 300
+    assert state.counter("streams_routed") >= 1
+    assert state.counter("bytes_forwarded") >= len(blob)
+    assert state.counter("handshakes_ok") >= 4  # client, two services, the raw handshake
     state.close()
     helpers.wait_until(
         lambda: helpers.node_status(mesh.client)["link_state"] != "established",
@@ -491,7 +493,7 @@ def test_relay_restart_mid_session_client_reconnects_and_replays_stay_refused(
     assert helpers.node_status(mesh.client)["reconnects"] > before
     result = socks_curl(mesh, "http://web.alt/blob.bin")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (mesh.site / "blob.bin").read_bytes()
+    assert result.stdout == blob
 
 
 async def link_events_until(
