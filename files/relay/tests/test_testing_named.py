@@ -215,3 +215,35 @@ def test_an_enforcing_apparmor_profile_for_named_is_reported_before_starting(
     assert not named_module._apparmor_confines_named()
     monkeypatch.setattr(named_module, "_APPARMOR_PROFILES", tmp_path / "absent")
     assert not named_module._apparmor_confines_named()
+
+
+@pytest.mark.parametrize("taken", ["dns", "rndc"])
+def test_a_port_taken_after_the_check_makes_start_pick_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken: str
+) -> None:
+    """The race a free-port check cannot close: another process binds the port before named."""
+    real_free_port = named_module.free_port
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+    ):
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        occupied = tcp.getsockname()[1]
+        if taken == "dns":
+            udp.bind(("127.0.0.1", occupied))
+            planned = [occupied]
+        else:
+            planned = [real_free_port(udp_too=True), occupied]
+
+        def rigged_free_port(*, udp_too: bool, avoid: frozenset[int] = frozenset()) -> int:
+            return planned.pop(0) if planned else real_free_port(udp_too=udp_too, avoid=avoid)
+
+        monkeypatch.setattr(named_module, "free_port", rigged_free_port)
+        with NamedServer.start(tmp_path / "named") as server:
+            assert occupied not in (server.port, server.rndc_port)
+            assert server.rndc("status").returncode == 0
+            answer = dns.query.udp(
+                dns.message.make_query("alt.", "SOA"), server.address, port=server.port, timeout=2
+            )
+            assert answer.rcode() == dns.rcode.NOERROR

@@ -8,10 +8,14 @@ Why it is built the way it is (see FACTS.md, "BIND 9.18"):
 - `recursion no;` and no root hints, so named never tries to reach the internet's root servers.
 - Two `named` can share one port silently (SO_REUSEPORT), so the ports are checked free first by
   binding them without SO_REUSEPORT, and `.stop()` waits on the PID rather than trusting
-  `rndc stop`, which returns about two seconds before named exits.
-- named runs in the foreground (`-f`) as the current user with every file it writes inside
-  `workdir`; Debian's AppArmor profile for named would forbid that, so an enforcing profile is
-  reported up front instead of surfacing later as an obscure permission error.
+  `rndc stop`, which returns about two seconds before named exits. If a port is taken between
+  the check and named's bind (a race with another process), start() retries with new ports.
+- named runs in the foreground (`-g`: like `-f`, but its whole log, including errors met before
+  the configuration is loaded such as a port in use, goes to stderr, kept in `named.out` and
+  quoted by `NamedStartError`) as the current user with every file it writes inside `workdir`.
+  Debian's AppArmor profile for named would forbid that, so an enforcing profile is reported up
+  front instead of surfacing later as an obscure permission error (this machine's kernel has no
+  AppArmor, so nothing interferes here).
 - `start()` returns only once the zone answers with a signed SOA, so tests never race signing.
 """
 
@@ -49,10 +53,15 @@ START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
 _APPARMOR_PROFILES = Path("/sys/kernel/security/apparmor/profiles")
 _LOG_TAIL_LINES = 40
+PORT_ATTEMPTS = 3
 
 
 class NamedStartError(RuntimeError):
     """named could not be started or did not serve the signed zone in time; carries its log."""
+
+
+class _PortTakenError(NamedStartError):
+    """A port checked free was taken before named bound it (a race with another process)."""
 
 
 def _port_is_free(port: int, *, udp: bool) -> bool:
@@ -129,8 +138,7 @@ class NamedServer:
         self.tsig_keys = dict(tsig_keys)
         self.tsig_algorithm = TSIG_ALGORITHM
         self.conf_path = workdir / "named.conf"
-        self.log_path = workdir / "named.log"
-        self.output_path = workdir / "named.out"
+        self.log_path = workdir / "named.out"  # named -g: all of its log, on stderr
         self.trust_anchor = ""
         self.ds = ""
         self._process = process
@@ -177,6 +185,33 @@ class NamedServer:
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "keys").mkdir(exist_ok=True)
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return cls._start_once(
+                    workdir,
+                    zone=zone,
+                    records=records,
+                    keys=keys,
+                    update_key=update_key,
+                    dnssec=dnssec,
+                )
+            except _PortTakenError:
+                # Another process took a port between our check and named's bind: pick new ones.
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(
+        cls,
+        workdir: Path,
+        *,
+        zone: str,
+        records: Sequence[str],
+        keys: Mapping[str, str],
+        update_key: str | None,
+        dnssec: bool,
+    ) -> NamedServer:
         port = free_port(udp_too=True)
         rndc_port = free_port(udp_too=False, avoid=frozenset({port}))
         rndc_key_file = workdir / "rndc.key"
@@ -205,7 +240,9 @@ class NamedServer:
         )
         output = (workdir / "named.out").open("wb")
         process = subprocess.Popen(
-            [str(NAMED_BINARY), "-f", "-4", "-c", str(workdir / "named.conf")],
+            # -g: foreground, and every message (also those before the config is loaded, such as
+            # a port already in use) goes to stderr, which lands in named.out for log_tail().
+            [str(NAMED_BINARY), "-g", "-4", "-c", str(workdir / "named.conf")],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -223,6 +260,9 @@ class NamedServer:
         )
         try:
             server._wait_until_serving(signed=dnssec)
+        except _PortTakenError:
+            server.stop(use_rndc=False)  # its control port may belong to someone else
+            raise
         except BaseException:
             server.stop()
             raise
@@ -233,6 +273,8 @@ class NamedServer:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         last_problem = "no answer yet"
         while time.monotonic() < deadline:
+            if self._port_was_taken():
+                raise _PortTakenError(f"a port of named was taken\n{self.log_tail()}")
             if self._process.poll() is not None:
                 raise NamedStartError(
                     f"named exited with status {self._process.returncode} while starting"
@@ -263,11 +305,20 @@ class NamedServer:
             f"({last_problem})\n{self.log_tail()}"
         )
 
-    def _zone_failed_to_load(self) -> bool:
+    def _log_text(self) -> str:
         try:
-            return "not loaded due to errors" in self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
-            return False
+            return ""
+
+    def _zone_failed_to_load(self) -> bool:
+        return "not loaded due to errors" in self._log_text()
+
+    def _port_was_taken(self) -> bool:
+        text = self._log_text()
+        return "unable to listen on any configured interfaces" in text or (
+            "command channel" in text and "address in use" in text
+        )
 
     def _read_trust_anchor(self, origin: dns.name.Name) -> None:
         query = dns.message.make_query(origin, dns.rdatatype.DNSKEY, want_dnssec=True)
@@ -310,27 +361,26 @@ class NamedServer:
         )
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        parts = []
-        for path in (self.output_path, self.log_path):
-            try:
-                text = path.read_text(errors="replace")
-            except OSError:
-                continue
-            tail = "\n".join(text.splitlines()[-lines:])
-            parts.append(f"--- {path} ---\n{tail}")
-        return "\n".join(parts) if parts else "(named wrote no log)"
+        text = self._log_text()
+        if not text:
+            return "(named wrote no log)"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- {self.log_path} ---\n{tail}"
 
     # ----------------------------------------------------------------- stopping
 
     def is_running(self) -> bool:
         return self._process.poll() is None
 
-    def stop(self) -> None:
+    def stop(self, *, use_rndc: bool = True) -> None:
         """Stop named (rndc stop, then SIGTERM, then SIGKILL) and wait until its PID is gone."""
         try:
             if self._process.poll() is None:
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    self.rndc("stop", timeout=5.0)
+                if use_rndc:
+                    with contextlib.suppress(OSError, subprocess.SubprocessError):
+                        self.rndc("stop", timeout=5.0)
+                else:
+                    self._process.send_signal(signal.SIGTERM)
                 try:
                     self._process.wait(timeout=STOP_TIMEOUT_SECONDS)
                 except subprocess.TimeoutExpired:
@@ -417,18 +467,6 @@ options {{
 
 controls {{
 	inet {LOOPBACK} port {rndc_port} allow {{ {LOOPBACK}; }} keys {{ "{RNDC_KEY_NAME}"; }};
-}};
-
-logging {{
-	channel to_file {{
-		file "{workdir / "named.log"}";
-		severity info;
-		print-time yes;
-		print-severity yes;
-		print-category yes;
-	}};
-	category default {{ to_file; }};
-	category lame-servers {{ null; }};
 }};
 
 zone "{zone}" {{
