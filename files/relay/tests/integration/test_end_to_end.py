@@ -391,6 +391,7 @@ def test_status_shows_link_relay_rtt_streams_and_bytes(mesh: Mesh) -> None:
 
 
 def test_relay_metrics_count_links_streams_bytes_handshakes(mesh: Mesh) -> None:
+    assert socks_curl(mesh, "http://web.alt/index.html").returncode == 0
     text = helpers.metrics_text(mesh.metrics_port)
     assert helpers.metric_value(text, "altmesh_links") >= 3
     assert helpers.metric_value(text, "altmesh_streams_opened_total") > 0
