@@ -215,3 +215,11 @@ def test_audit_log_filters_by_action(app: Flask, admin_client: FlaskClient) -> N
     html = admin_client.get("/audit/?action=token.revoke").get_data(as_text=True)
     table = html.split('id="audit"')[1]
     assert "token.revoke" in table and "token.create" not in table
+
+
+def test_audit_entries_outside_a_request_are_attributed_to_system(app: Flask) -> None:
+    from altmesh_dashboard.audit import record_audit
+
+    with app.app_context():
+        entry = record_audit(None, "maintenance", "db", None, None)
+        assert entry.actor == "system"

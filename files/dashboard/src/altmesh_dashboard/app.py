@@ -26,9 +26,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from altmesh_dashboard import __version__
 from altmesh_dashboard.auth.access import (
-    _load_user,
     current_user,
     install_login_guard,
+    load_current_user,
     mark_access,
     public,
 )
@@ -71,7 +71,7 @@ def metrics() -> ResponseReturnValue:
         and scheme.lower() == "bearer"
         and hmac.compare_digest(presented.strip().encode(), token.encode())
     )
-    if not token_ok and _load_user() is None:
+    if not token_ok and load_current_user() is None:
         FAILURES.labels(kind="metrics_auth").inc()
         return Response(
             "metrics need a scrape token (Authorization: Bearer ...) or a login\n",

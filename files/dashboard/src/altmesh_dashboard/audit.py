@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, has_request_context, render_template, request
 from sqlalchemy import func, select
 
-from altmesh_dashboard.auth.access import current_user, role_required
+from altmesh_dashboard.auth.access import load_current_user, role_required
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.models import AuditEntry, User
 
@@ -22,8 +22,11 @@ def actor_name(actor: User | str | None) -> str:
         return actor.username
     if isinstance(actor, str):
         return actor
-    user = current_user._get_current_object() if current_user else None  # type: ignore[attr-defined]
-    return user.username if isinstance(user, User) else "system"
+    if has_request_context():
+        user = load_current_user()
+        if user is not None:
+            return user.username
+    return "system"
 
 
 def record_audit(

@@ -20,7 +20,7 @@ AccessMark = Literal["public", "relay_token", "metrics_token"]
 ACCESS_ATTRIBUTE = "_altmesh_access"
 
 
-def _load_user() -> User | None:
+def load_current_user() -> User | None:
     if "current_user" not in g:
         from altmesh_dashboard.db import get_session
 
@@ -39,7 +39,7 @@ def _load_user() -> User | None:
     return cast(User | None, g.current_user)
 
 
-current_user: User | None = cast(User | None, LocalProxy(_load_user))
+current_user: User | None = cast(User | None, LocalProxy(load_current_user))
 
 
 def auth_stamp(user: User) -> str:
@@ -77,7 +77,7 @@ def _refuse_anonymous() -> ResponseReturnValue:
 def login_required(view: F) -> F:
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if _load_user() is None:
+        if load_current_user() is None:
             return _refuse_anonymous()
         return view(*args, **kwargs)
 
@@ -93,7 +93,7 @@ def role_required(role: str) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            user = _load_user()
+            user = load_current_user()
             if user is None:
                 return _refuse_anonymous()
             if ROLES.index(user.role) < needed:
@@ -120,6 +120,6 @@ def install_login_guard(app: Flask) -> None:
         view = app.view_functions.get(request.endpoint)
         if access_of(view) != "login":
             return None
-        if _load_user() is None:
+        if load_current_user() is None:
             return _refuse_anonymous()
         return None
