@@ -357,28 +357,40 @@ class LinkConnection:
             return
         self._last_received = now
         self._stats.bytes_in += len(data)
-        buffer = self._inbound
-        buffer += data
         try:
-            offset = 0
-            end = len(buffer)
-            while end - offset >= C.LENGTH_PREFIX_LEN:
-                length = (buffer[offset] << 8) | buffer[offset + 1]
-                self._check_frame_length(length)
-                frame_end = offset + C.LENGTH_PREFIX_LEN + length
-                if frame_end > end:
-                    break
-                frame = bytes(buffer[offset + C.LENGTH_PREFIX_LEN : frame_end])
-                offset = frame_end
-                self._receive_frame(frame)
-                if self._is_closed():
-                    offset = end
-                    break
-            del buffer[:offset]
+            if self._inbound:
+                self._inbound += data
+                consumed = self._receive_frames(self._inbound)
+                del self._inbound[:consumed]
+            else:  # the common case: no partial frame waiting, parse `data` without copying it
+                consumed = self._receive_frames(data)
+                if consumed < len(data):
+                    self._inbound = bytearray(data[consumed:])
             self._start_rekey_if_due()
         except ProtocolError as error:
             self._fail(error)
             raise
+
+    def _receive_frames(self, source: bytes | bytearray) -> int:
+        """Process every complete frame in `source`; returns how many bytes were consumed.
+
+        Frames are handed on as memoryview slices (no copy before decryption). The views die
+        with this call, so the caller may resize a bytearray `source` afterwards.
+        """
+        view = memoryview(source)
+        offset = 0
+        end = len(source)
+        while end - offset >= C.LENGTH_PREFIX_LEN:
+            length = (source[offset] << 8) | source[offset + 1]
+            self._check_frame_length(length)
+            frame_end = offset + C.LENGTH_PREFIX_LEN + length
+            if frame_end > end:
+                break
+            self._receive_frame(view[offset + C.LENGTH_PREFIX_LEN : frame_end])
+            offset = frame_end
+            if self._is_closed():
+                return end
+        return offset
 
     def next_event(self) -> Event | None:
         """The next event for the application, or None."""
@@ -701,14 +713,14 @@ class LinkConnection:
         elif length < C.TAG_LEN:
             raise BadLength(f"transport message of {length} bytes is shorter than its MAC")
 
-    def _receive_frame(self, frame: bytes) -> None:
+    def _receive_frame(self, frame: memoryview) -> None:
         state = self._state
         if state is _State.ESTABLISHED:
             self._receive_transport(frame)
         elif state is _State.AWAIT_INIT:
-            self._receive_init(frame)
+            self._receive_init(bytes(frame))
         elif state is _State.AWAIT_RESPONSE:
-            self._receive_response(frame)
+            self._receive_response(bytes(frame))
 
     def _receive_init(self, message: bytes) -> None:
         responder = ResponderHandshake(
@@ -775,7 +787,7 @@ class LinkConnection:
         assert self._remote_static is not None
         self._events.append(HandshakeComplete(self._remote_static, remote_address))
 
-    def _receive_transport(self, frame: bytes) -> None:
+    def _receive_transport(self, frame: memoryview) -> None:
         receive = self._receive
         assert receive is not None
         config = self.config

@@ -166,8 +166,12 @@ def encode(record: Record) -> bytes:
 # ---------------------------------------------------------------------------- decoding
 
 
-def parse_records(plaintext: bytes) -> Iterator[tuple[int, bytes, bool]]:
-    """(type, body, is_last) of every record; Truncated if a record overruns the plaintext."""
+def parse_records(plaintext: bytes) -> Iterator[tuple[int, memoryview, bool]]:
+    """(type, body, is_last) of every record; Truncated if a record overruns the plaintext.
+
+    Bodies are views into `plaintext` (no copy); `decode_record` copies what it keeps.
+    """
+    view = memoryview(plaintext)
     offset = 0
     end = len(plaintext)
     while offset < end:
@@ -181,24 +185,24 @@ def parse_records(plaintext: bytes) -> Iterator[tuple[int, bytes, bool]]:
                 f"record of type 0x{record_type:02x} claims {length} bytes, "
                 f"only {end - start} remain"
             )
-        yield record_type, plaintext[start:offset], offset == end
+        yield record_type, view[start:offset], offset == end
 
 
-def _text(body: bytes, what: str) -> str:
+def _text(body: memoryview, what: str) -> str:
     if len(body) > MAX_REASON_LEN:
         raise MalformedRecord(f"{what} is {len(body)} bytes, at most {MAX_REASON_LEN}")
     try:
-        return body.decode("utf-8")
+        return bytes(body).decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedRecord(f"{what} is not valid UTF-8") from None
 
 
-def _exact(body: bytes, size: int, name: str) -> None:
+def _exact(body: memoryview, size: int, name: str) -> None:
     if len(body) != size:
         raise MalformedRecord(f"{name} record body must be {size} bytes, got {len(body)}")
 
 
-def _at_least(body: bytes, size: int, name: str) -> None:
+def _at_least(body: memoryview, size: int, name: str) -> None:
     if len(body) < size:
         raise MalformedRecord(f"{name} record body must be at least {size} bytes, got {len(body)}")
 
@@ -209,11 +213,11 @@ def _nonzero_stream(stream_id: int, name: str) -> int:
     return stream_id
 
 
-def decode_record(record_type: int, body: bytes) -> Record:
+def decode_record(record_type: int, body: memoryview) -> Record:
     """The typed record of one (type, body) pair from `parse_records`."""
     if record_type == RecordType.DATA:
         _at_least(body, 4, "DATA")
-        return DataRecord(_nonzero_stream(_STREAM_ID.unpack_from(body)[0], "DATA"), body[4:])
+        return DataRecord(_nonzero_stream(_STREAM_ID.unpack_from(body)[0], "DATA"), bytes(body[4:]))
     if record_type == RecordType.OPEN:
         _exact(body, _OPEN.size, "OPEN")
         stream_id, destination, port = _OPEN.unpack(body)
@@ -236,18 +240,18 @@ def decode_record(record_type: int, body: bytes) -> Record:
         return WindowRecord(_nonzero_stream(stream_id, "WINDOW"), increment)
     if record_type == RecordType.PING:
         _exact(body, PING_ID_LEN, "PING")
-        return PingRecord(body)
+        return PingRecord(bytes(body))
     if record_type == RecordType.PONG:
         _exact(body, PING_ID_LEN, "PONG")
-        return PongRecord(body)
+        return PongRecord(bytes(body))
     if record_type == RecordType.ROUTE_INFO:
-        return RouteInfoRecord(body)
+        return RouteInfoRecord(bytes(body))
     if record_type == RecordType.REKEY_INIT:
         _at_least(body, 4, "REKEY_INIT")
-        return RekeyInitRecord(_EPOCH.unpack_from(body)[0], body[4:])
+        return RekeyInitRecord(_EPOCH.unpack_from(body)[0], bytes(body[4:]))
     if record_type == RecordType.REKEY_REPLY:
         _at_least(body, 4, "REKEY_REPLY")
-        return RekeyReplyRecord(_EPOCH.unpack_from(body)[0], body[4:])
+        return RekeyReplyRecord(_EPOCH.unpack_from(body)[0], bytes(body[4:]))
     if record_type == RecordType.REKEY_SWITCH:
         _exact(body, 4, "REKEY_SWITCH")
         return RekeySwitchRecord(_EPOCH.unpack(body)[0])

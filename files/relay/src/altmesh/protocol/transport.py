@@ -35,7 +35,7 @@ class TransportCipher:
         self.counter += 1
         return self._aead.encrypt(nonce, plaintext, None)
 
-    def decrypt(self, ciphertext: bytes) -> bytes:
+    def decrypt(self, ciphertext: bytes | memoryview) -> bytes:
         if self.counter >= MAX_COUNTER:
             raise DecryptError("nonce space exhausted")
         try:
