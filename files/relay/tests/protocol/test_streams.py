@@ -250,3 +250,23 @@ def test_keepalive_is_sent_when_idle_and_a_silent_peer_times_out() -> None:
 
     with pytest.raises(PeerTimeout):
         pair.initiator.handle_timer(12.0)
+
+
+def frames(wire: bytes) -> list[int]:
+    sizes, offset = [], 0
+    while offset < len(wire):
+        size = int.from_bytes(wire[offset : offset + 2], "big")
+        sizes.append(size)
+        offset += 2 + size
+    assert offset == len(wire)
+    return sizes
+
+
+def test_large_writes_are_split_into_messages_of_at_most_65535_bytes() -> None:
+    window = 1024 * 1024
+    pair = make_pair(responder_config=config(stream_window=window))
+    stream = pair.initiator.open_stream(destination(pair), 1)
+    assert pair.initiator.send_stream_data(stream, bytes(window)) == window
+    sizes = frames(pair.initiator.data_to_send())
+    assert max(sizes) == C.MAX_MESSAGE_LEN  # full messages: 65519 plaintext + 16 tag
+    assert sum(sizes) - 16 * len(sizes) >= window

@@ -198,8 +198,9 @@ class EndToEndSession:
 
     @property
     def remote_static(self) -> bytes | None:
-        """The peer's proven static key (responder: known after message 1)."""
-        if self._responder is not None and self._send is None:
+        """The peer's proven static key: None until the handshake completed on this side
+        (responder: after message 1, initiator: after message 2)."""
+        if self._send is None:
             return None
         return self._remote_static
 
