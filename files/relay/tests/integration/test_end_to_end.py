@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from altmesh.protocol import (
+    EndToEndSession,
     HandshakeComplete,
     LinkConnection,
     StaticKeyPair,
@@ -575,6 +576,48 @@ def test_tampered_transport_message_is_a_logged_decryption_failure(mesh: Mesh) -
         "decryption_failed event",
     )
     assert mesh.relay_proc.popen.poll() is None
+
+
+def test_replayed_end_to_end_handshake_is_refused_by_the_service(mesh: Mesh) -> None:
+    """The first message of a real end-to-end handshake, sent again in a new stream, is refused
+    by the service (TAI64N not newer) and logged; the first one was answered."""
+    key = StaticKeyPair.generate()
+    web_address = node_address(parse_prefix(helpers.PREFIX), mesh.web.public)
+    encoded = helpers.encode_public_key(key.public)
+
+    def replays() -> int:
+        return sum(
+            1
+            for e in mesh.web.security_events()
+            if e["event"] == "handshake_replayed" and e.get("peer_key", encoded) == encoded
+        )
+
+    before = replays()
+
+    async def run() -> tuple[list[object], list[object]]:
+        loop = asyncio.get_running_loop()
+        conn = LinkConnection.initiator(helpers.link_config(), key, mesh.relay.public)
+        reader, writer = await asyncio.open_connection("127.0.0.1", mesh.relay_port)
+        conn.start(loop.time())
+        await link_events_until(conn, reader, writer, lambda e: isinstance(e, HandshakeComplete))
+        first = EndToEndSession.initiator(helpers.NETWORK, key, mesh.web.public).start()
+        original = conn.open_stream(web_address, 80)
+        conn.send_stream_data(original, first)
+        answered = await link_events_until(
+            conn, reader, writer, lambda e: isinstance(e, StreamData) and e.stream_id == original
+        )
+        replayed = conn.open_stream(web_address, 80)
+        conn.send_stream_data(replayed, first)
+        refused = await link_events_until(
+            conn, reader, writer, lambda e: isinstance(e, StreamReset) and e.stream_id == replayed
+        )
+        writer.close()
+        return answered, refused
+
+    answered, refused = asyncio.run(run())
+    assert isinstance(answered[-1], StreamData)  # the service's handshake reply
+    assert isinstance(refused[-1], StreamReset)
+    helpers.wait_until(lambda: replays() == before + 1, 5, "service handshake_replayed event")
 
 
 def test_client_and_services_exit_cleanly_on_sigterm(mesh: Mesh) -> None:
