@@ -60,6 +60,9 @@ def test_packaged_config_migrates_once_and_serves_with_two_workers(
         engine = create_engine(base_config["DATABASE_URL"])
         assert "relays" in inspect(engine).get_table_names()
         engine.dispose()
+        booted = time.monotonic() + 20  # the first worker may answer before the second is up
+        while log_path.read_text().count("Booting worker") < 2 and time.monotonic() < booted:
+            time.sleep(0.2)
         log_text = log_path.read_text()
         assert log_text.count("Booting worker") == 2
         assert "Traceback" not in log_text
