@@ -308,3 +308,11 @@ def test_repeated_simultaneous_rekeys_under_full_load_on_many_streams() -> None:
     for (side, s), data in received.items():
         assert len(data) == sent[side, s] >= 20 * window
         assert bytes(data) == pattern(side + str(s), 0, len(data))
+
+
+def test_rekey_handshake_of_the_wrong_size_is_a_rekey_error() -> None:
+    pair = make_pair()
+    with pytest.raises(RekeyError):
+        pair.responder.receive_data(
+            inject(pair.initiator, R.encode(R.RekeyInitRecord(1, b"\x00" * 40))), 0.0
+        )

@@ -969,7 +969,11 @@ class LinkConnection:
             if self.is_initiator:
                 return  # both started at once: the link initiator's rekey wins
             self._rekey = None  # ours loses; answer theirs
-        check_message_length(len(record.message), C.HANDSHAKE_INIT_LEN, "rekey handshake message 1")
+        if len(record.message) != C.HANDSHAKE_INIT_LEN:
+            raise RekeyError(
+                f"rekey handshake message 1 is {len(record.message)} bytes, "
+                f"must be {C.HANDSHAKE_INIT_LEN}"
+            )
         responder = ResponderHandshake(self._prologue, (self._local,))
         try:
             payload = InitiatorPayload.decode(responder.read_init(record.message))
@@ -996,9 +1000,11 @@ class LinkConnection:
         rekey = self._rekey
         if not isinstance(rekey, _RekeyInitiating) or rekey.epoch != record.epoch:
             raise RekeyError(f"unexpected REKEY_REPLY for epoch {record.epoch}")
-        check_message_length(
-            len(record.message), C.HANDSHAKE_RESPONSE_LEN, "rekey handshake message 2"
-        )
+        if len(record.message) != C.HANDSHAKE_RESPONSE_LEN:
+            raise RekeyError(
+                f"rekey handshake message 2 is {len(record.message)} bytes, "
+                f"must be {C.HANDSHAKE_RESPONSE_LEN}"
+            )
         try:
             payload_bytes, keys = rekey.handshake.read_response(record.message)
             payload = ResponderPayload.decode(payload_bytes)
