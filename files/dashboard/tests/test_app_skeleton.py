@@ -35,9 +35,7 @@ def test_live_server_serves_health_over_loopback(live_server_factory: Callable) 
     assert requests.get(server.url + "/health", timeout=5).json()["status"] == "ok"
 
 
-def test_health_reports_an_unreachable_database_as_503(
-    make_app: Callable, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_health_reports_an_unreachable_database_as_503(make_app: Callable, tmp_path: Path) -> None:
     app = make_app(
         DATABASE_URL=f"sqlite:///{tmp_path / 'no-such-dir' / 'db.sqlite3'}", AUTO_MIGRATE=False
     )
