@@ -16,6 +16,7 @@ from altmesh_dashboard.dns.zone import (
     ZoneClient,
     ZoneSettings,
     parse_rndc_status,
+    prerequisite_rdataset,
     validate_record,
 )
 from altmesh_dashboard.models import AuditEntry
@@ -404,6 +405,41 @@ def test_name_outside_the_zone_is_reported_as_notzone(lab: DnsLab) -> None:
         client.send(update, "adding x.example.")
     assert failure.value.kind == "notzone"
     assert "outside the zone alt." in failure.value.message
+
+
+def test_failed_prerequisites_are_explained(lab: DnsLab) -> None:
+    """What a concurrent edit looks like from the server's side: RRset no longer as seen
+    (NXRRSET), name in use when a CNAME needs it free (YXDOMAIN), CNAME appeared (YXRRSET)."""
+    client = ZoneClient.from_config(lab.settings())
+    www = dns.name.from_text("www.alt.")
+    alias = dns.name.from_text("alias.alt.")
+
+    stale = client.update_message()
+    stale.present(
+        www, prerequisite_rdataset([validate_record(ORIGIN, "www", 300, "AAAA", "fd00::9")])
+    )
+    stale.add(www, 300, "AAAA", "fd00::10")
+    with pytest.raises(DnsError) as nxrrset:
+        client.send(stale, "changing www")
+    assert nxrrset.value.kind == "changed"
+    assert "changed on the server since you loaded them (NXRRSET)" in nxrrset.value.message
+
+    in_use = client.update_message()
+    in_use.absent(www)
+    in_use.add(www, 300, "CNAME", "alias.alt.")
+    with pytest.raises(DnsError) as yxdomain:
+        client.send(in_use, "adding a CNAME at www")
+    assert yxdomain.value.kind == "conflict"
+    assert "already in use (YXDOMAIN)" in yxdomain.value.message
+
+    became_alias = client.update_message()
+    became_alias.absent(alias, "CNAME")
+    became_alias.add(alias, 300, "A", "192.0.2.1")
+    with pytest.raises(DnsError) as yxrrset:
+        client.send(became_alias, "adding an A at alias")
+    assert yxrrset.value.kind == "conflict"
+    assert "(YXRRSET)" in yxrrset.value.message
+    assert query(lab.named, "www.alt.", "AAAA") == ["fd00:1:2::80"]
 
 
 def test_server_that_never_answers_gives_a_timeout_message(
