@@ -442,6 +442,14 @@ def test_failed_prerequisites_are_explained(lab: DnsLab) -> None:
     assert query(lab.named, "www.alt.", "AAAA") == ["fd00:1:2::80"]
 
 
+def test_a_zone_the_server_does_not_serve_is_reported_as_notauth(lab: DnsLab) -> None:
+    client = ZoneClient.from_config(lab.settings(DNS_ZONE="elsewhere.example."))
+    with pytest.raises(DnsError) as failure:
+        client.add(validate_record(client.origin, "x", 300, "A", "192.0.2.1"))
+    assert failure.value.kind == "notauth"
+    assert "not authoritative for elsewhere.example." in failure.value.message
+
+
 def test_server_that_never_answers_gives_a_timeout_message(
     make_app: Callable[..., Flask],
     lab: DnsLab,
