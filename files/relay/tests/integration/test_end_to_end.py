@@ -400,11 +400,17 @@ def test_relay_metrics_count_links_streams_bytes_handshakes(mesh: Mesh) -> None:
     assert 'altmesh_handshakes_total{result="ok"}' in text
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def test_link_handshakes_per_second(mesh: Mesh, figures: dict[str, str]) -> None:
     count = 300
     keys = [StaticKeyPair.generate() for _ in range(count)]
+    relay_pid = mesh.relay_proc.pid
 
-    async def run() -> float:
+    async def run() -> tuple[float, float]:
         semaphore = asyncio.Semaphore(32)
 
         async def one(key: StaticKeyPair) -> None:
@@ -414,13 +420,17 @@ def test_link_handshakes_per_second(mesh: Mesh, figures: dict[str, str]) -> None
                 )
                 writer.close()
 
+        cpu_before = cpu_seconds(relay_pid)
         started = time.monotonic()
         await asyncio.gather(*(one(key) for key in keys))
-        return time.monotonic() - started
+        return time.monotonic() - started, cpu_seconds(relay_pid) - cpu_before
 
-    elapsed = asyncio.run(run())
-    figures["link handshakes/s (300, 32 at a time, initiators in the test process)"] = (
-        f"{count / elapsed:.0f}/s"
+    elapsed, relay_cpu = asyncio.run(run())
+    # The wall-clock rate depends on whatever else runs on the machine; the relay's own CPU
+    # time per handshake does much less.
+    figures["link handshakes/s (300, 32 concurrent, initiators in the test process)"] = (
+        f"{count / elapsed:.0f}/s wall clock; {count / max(relay_cpu, 0.01):.0f} per relay "
+        f"CPU-second ({relay_cpu:.2f} s CPU)"
     )
 
 
