@@ -154,3 +154,29 @@ def test_sighup_rotates_the_relay_key_keeping_links_and_the_previous_key(
     rotations = events(relay, "key_rotation")
     assert len(rotations) == 1
     assert rotations[0]["public_key"] == encode_public_key(new_public)
+
+
+def test_sighup_closes_only_the_links_whose_key_was_removed(relay: PolicyRelay) -> None:
+    kept, removed = StaticKeyPair.generate(), StaticKeyPair.generate()
+    relay.allowed_file.write_text(
+        f"{encode_public_key(kept.public)}\n{encode_public_key(removed.public)}\n"
+    )
+    os.kill(relay.proc.pid, signal.SIGHUP)
+
+    async def scenario() -> None:
+        await asyncio.sleep(0.5)
+        links = [
+            await helpers.raw_link_handshake(relay.port, key, relay.node.public)
+            for key in (kept, removed)
+        ]
+        assert helpers.metric_value(helpers.metrics_text(relay.metrics_port), "altmesh_links") == 2
+        relay.allowed_file.write_text(f"{encode_public_key(kept.public)}\n")
+        os.kill(relay.proc.pid, signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        assert helpers.metric_value(helpers.metrics_text(relay.metrics_port), "altmesh_links") == 1
+        for _conn, _first, writer in links:
+            writer.close()
+
+    asyncio.run(scenario())
+    dropped = [e for e in events(relay, "key_refused") if e["reason"] == "policy_reload"]
+    assert [e["peer_key"] for e in dropped] == [encode_public_key(removed.public)]
