@@ -59,6 +59,10 @@ def test_login_redirects_only_to_local_paths(
         client, csrf_token_in, user.username, user.password, next_url="//evil.example/x"
     )
     assert response.headers["Location"] == "/relays/"
+    response = _post_login(
+        client, csrf_token_in, user.username, user.password, next_url="/%5Cevil.example"
+    )
+    assert response.headers["Location"] == "/relays/"
     client.post(
         "/auth/logout",
         headers={"X-CSRFToken": csrf_token_in(client.get("/relays/").get_data(as_text=True))},

@@ -52,7 +52,8 @@ class LoginForm(FlaskForm):
 
 def _safe_next(target: str | None) -> str:
     """Only redirect to a path on this site, never to another host."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    # Browsers read a backslash as "/", so "/\\evil.example" would leave the site too.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
