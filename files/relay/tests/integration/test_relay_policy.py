@@ -74,11 +74,12 @@ def test_unknown_key_is_refused_then_allowed_after_sighup_without_dropping_links
         )
         os.kill(relay.proc.pid, signal.SIGHUP)
         await asyncio.sleep(0.5)
-        await helpers.raw_link_handshake(relay.port, second, relay.node.public)
+        second_link = await helpers.raw_link_handshake(relay.port, second, relay.node.public)
         assert not writer.is_closing()
         text = helpers.metrics_text(relay.metrics_port)
         assert helpers.metric_value(text, "altmesh_links") == 2
         writer.close()
+        second_link[2].close()
         del conn
 
     asyncio.run(scenario())
