@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from altmesh.protocol import (
+    EndToEndSession,
     LinkConfig,
     LinkConnection,
     MemoryReplayStore,
@@ -25,7 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
 
 PREFIX = network_prefix("fd00:be9c::/48")
-TOTAL = 256 * 1024 * 1024
+TOTAL = 96 * 1024 * 1024
+RUNS = 3  # best of: the machine is shared, the best run is the least disturbed
 A, B = StaticKeyPair.generate(), StaticKeyPair.generate()
 
 
@@ -59,6 +62,22 @@ def link_throughput(write_size: int) -> float:
         initiator.receive_data(responder.data_to_send(), 0.0)
         while initiator.next_event() is not None:
             pass
+    return moved / (time.perf_counter() - start) / 1e6
+
+
+def e2e_throughput(write_size: int) -> float:
+    client = EndToEndSession.initiator("bench", A, B.public)
+    service = EndToEndSession.responder(
+        "bench", [B], authorize=lambda _k: True, replay_store=MemoryReplayStore()
+    )
+    service.receive(client.start())
+    client.receive(service.pending_output())
+    payload = os.urandom(write_size)
+    moved = 0
+    start = time.perf_counter()
+    while moved < TOTAL:
+        for chunk in service.receive(client.encrypt(payload)):
+            moved += len(chunk)
     return moved / (time.perf_counter() - start) / 1e6
 
 
@@ -113,15 +132,24 @@ def raw_noise_handshakes(seconds: float) -> float:
     return count / (time.perf_counter() - start)
 
 
+def best(measure: Callable[[int], float], size: int) -> float:
+    return max(measure(size) for _ in range(RUNS))
+
+
 def main() -> None:
-    print(f"protocol core, one core, {TOTAL // 2**20} MiB per figure (MB/s of payload)")
+    print(
+        f"protocol core, one core, best of {RUNS} x {TOTAL // 2**20} MiB per figure"
+        " (MB/s of payload)"
+    )
     for size in (16 * 1024, 64 * 1024):
         record = min(size, 65512)
-        link = link_throughput(size)
-        raw = raw_aead_throughput(record)
+        link = best(link_throughput, size)
+        e2e = best(e2e_throughput, size)
+        raw = best(raw_aead_throughput, record)
         print(
-            f"  {size // 1024:>2} KiB writes: LinkConnection pair {link:8.0f} MB/s"
-            f"   | raw ChaCha20Poly1305 enc+dec of {record} B {raw:8.0f} MB/s"
+            f"  {size // 1024:>2} KiB writes: LinkConnection pair {link:6.0f} MB/s,"
+            f" EndToEndSession pair {e2e:6.0f} MB/s"
+            f"   | raw ChaCha20Poly1305 enc+dec of {record} B {raw:6.0f} MB/s"
         )
     print(
         f"  handshakes: LinkConnection (both sides) {link_handshakes(2.0):6.0f}/s"

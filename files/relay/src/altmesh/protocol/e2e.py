@@ -149,29 +149,38 @@ class EndToEndSession:
 
     def receive(self, data: bytes) -> list[bytes]:
         """Feed stream bytes; returns the plaintext chunks they completed. Raises ProtocolError."""
-        buffer = self._inbound
-        buffer += data
         chunks: list[bytes] = []
+        if self._inbound:
+            self._inbound += data
+            consumed = self._receive_frames(self._inbound, chunks)
+            del self._inbound[:consumed]
+        else:  # no partial frame waiting: parse `data` in place
+            consumed = self._receive_frames(data, chunks)
+            if consumed < len(data):
+                self._inbound = bytearray(data[consumed:])
+        return chunks
+
+    def _receive_frames(self, source: bytes | bytearray, chunks: list[bytes]) -> int:
+        view = memoryview(source)
         offset = 0
-        end = len(buffer)
+        end = len(source)
         while end - offset >= C.LENGTH_PREFIX_LEN:
-            length = (buffer[offset] << 8) | buffer[offset + 1]
+            length = (source[offset] << 8) | source[offset + 1]
             self._check_length(length)
             frame_end = offset + C.LENGTH_PREFIX_LEN + length
             if frame_end > end:
                 break
-            frame = bytes(buffer[offset + C.LENGTH_PREFIX_LEN : frame_end])
+            frame = view[offset + C.LENGTH_PREFIX_LEN : frame_end]
             offset = frame_end
             if self._receive is not None:
                 plaintext = self._receive.decrypt(frame)
                 if plaintext:
                     chunks.append(plaintext)
             elif self._responder is not None:
-                self._receive_init(frame)
+                self._receive_init(bytes(frame))
             else:
-                self._receive_response(frame)
-        del buffer[:offset]
-        return chunks
+                self._receive_response(bytes(frame))
+        return offset
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Framed ciphertext of `plaintext` (split into messages of at most 65519 bytes)."""
@@ -182,7 +191,9 @@ class EndToEndSession:
         view = memoryview(plaintext)
         step = C.MAX_PLAINTEXT_LEN
         for offset in range(0, len(plaintext), step):
-            parts.append(_frame(send.encrypt(bytes(view[offset : offset + step]))))
+            ciphertext = send.encrypt(view[offset : offset + step])
+            parts.append(len(ciphertext).to_bytes(2, "big"))
+            parts.append(ciphertext)
         return b"".join(parts)
 
     def pending_output(self) -> bytes:

@@ -28,7 +28,7 @@ class TransportCipher:
         self.created = created
         self.epoch = epoch
 
-    def encrypt(self, plaintext: bytes) -> bytes:
+    def encrypt(self, plaintext: bytes | memoryview) -> bytes:
         if self.counter >= MAX_COUNTER:
             raise DecryptError("nonce space exhausted")
         nonce = _NONCE.pack(self.counter)
