@@ -326,3 +326,32 @@ def test_unacknowledged_bytes_never_exceed_the_window_and_credit_always_returns(
     pair.pump()
     # Credit returns in batches of at least a quarter window: never less than 3/4 is left idle.
     assert all(pair.initiator.stream_send_capacity(s) > window - window // 4 for s in streams)
+
+
+def test_route_info_larger_than_one_message_is_refused_locally() -> None:
+    pair = make_pair()
+    pair.responder.send_route_info(b"r" * C.MAX_ROUTE_INFO_LEN)  # the largest that fits
+    with pytest.raises(ValueError, match="at most"):
+        pair.responder.send_route_info(b"r" * (C.MAX_ROUTE_INFO_LEN + 1))
+    pair.pump()
+    (event,) = pair.take("i")
+    assert isinstance(event, ev.RouteInfoReceived) and len(event.payload) == C.MAX_ROUTE_INFO_LEN
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"network": ""}, "network name"),
+        ({"rekey_after_time": 200.0}, "rekey_after_time < reject_after_time"),
+        ({"rekey_after_messages": 0}, "rekey_after_messages"),
+        ({"stream_window": 0}, "stream_window"),
+        ({"max_streams": 0}, "max_streams"),
+        ({"idle_timeout": 1.0}, "idle_timeout"),
+        ({"link_window": 1024}, "link_window"),
+    ],
+)
+def test_link_config_refuses_inconsistent_settings(
+    overrides: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        config(**overrides)
