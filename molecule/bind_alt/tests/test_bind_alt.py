@@ -218,3 +218,42 @@ def test_authoritative_servers_refuse_recursion(
         answer = dig(resolver, address_of(server), "www.example.com", "A")
         assert status(answer) == "REFUSED", answer
         assert "ra" not in header_flags(answer), answer
+
+
+BURST = """
+import socket, dns.flags, dns.message
+query = dns.message.make_query("www.alt", "A")
+query.flags = 0
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.settimeout(1.0)
+for query.id in range(50):
+    udp.sendto(query.to_wire(), ("%s", 53))
+full = 0
+try:
+    while True:
+        full += not dns.message.from_wire(udp.recv(4096)).flags & dns.flags.TC
+except socket.timeout:
+    pass
+print(full)
+"""
+
+
+def full_answers_to_a_burst_of_50(client: Host, server: str) -> int:
+    return int(client.check_output("python3 -c %s", BURST % server))
+
+
+def test_response_rate_limiting_where_enabled(
+    resolver: Host, primary: Host, secondary: Host
+) -> None:
+    # primary: 5 responses/s; secondary: no rate limit
+    assert full_answers_to_a_burst_of_50(resolver, address_of(primary)) <= 25
+    assert full_answers_to_a_burst_of_50(resolver, address_of(secondary)) == 50
+
+
+def test_statistics_channel_answers_on_localhost_only(primary: Host, resolver: Host) -> None:
+    stats = primary.run("curl -sf --max-time 5 http://127.0.0.1:8053/xml/v3/server")
+    assert stats.rc == 0 and "<statistics" in stats.stdout, stats.stderr
+    from_elsewhere = resolver.run(
+        "curl -sf --max-time 3 http://%s:8053/xml/v3/server", address_of(primary)
+    )
+    assert from_elsewhere.rc != 0
