@@ -71,82 +71,13 @@ from altmesh.protocol.handshake import (
     prologue,
 )
 from altmesh.protocol.keys import StaticKeyPair
+from altmesh.protocol.link_config import LinkConfig, LinkStats
 from altmesh.protocol.replay import ReplayStore, check_and_record
+from altmesh.protocol.streams import StreamState
 from altmesh.protocol.tai64n import next_timestamp
 from altmesh.protocol.transport import TransportCipher
 
-
-@dataclass
-class LinkConfig:
-    """Settings of a link; both ends of a link must use the same `network` and `prefix`."""
-
-    network: str
-    prefix: ipaddress.IPv6Network
-    rekey_after_time: float = C.REKEY_AFTER_TIME
-    rekey_after_messages: int = C.REKEY_AFTER_MESSAGES
-    reject_after_time: float = C.REJECT_AFTER_TIME
-    reject_after_messages: int = C.REJECT_AFTER_MESSAGES
-    keepalive_interval: float = C.KEEPALIVE_INTERVAL
-    # Nothing received for this long kills the link (None: 4 * keepalive_interval).
-    idle_timeout: float | None = None
-    handshake_timeout: float = C.HANDSHAKE_TIMEOUT
-    # Bound on the received-but-unacknowledged bytes one link may make us hold: the number of
-    # streams the peer may open is capped so that all streams' windows fit in it.
-    link_window: int = C.DEFAULT_LINK_WINDOW
-    # Receive window per stream (credit given to the peer for each stream).
-    stream_window: int = C.DEFAULT_STREAM_WINDOW
-    # Streams the peer may hold open at once on this link.
-    max_streams: int = C.DEFAULT_MAX_STREAMS
-
-    def __post_init__(self) -> None:
-        prologue(C.LINK_PROLOGUE_LABEL, self.network)  # validates the name
-        if self.prefix.prefixlen != C.ADDRESS_PREFIX_LEN:
-            raise ValueError(f"prefix must be a /48, not a /{self.prefix.prefixlen}")
-        if not 0 < self.rekey_after_time < self.reject_after_time:
-            raise ValueError("need 0 < rekey_after_time < reject_after_time")
-        if not 0 < self.rekey_after_messages < self.reject_after_messages:
-            raise ValueError("need 0 < rekey_after_messages < reject_after_messages")
-        if self.keepalive_interval <= 0:
-            raise ValueError("keepalive_interval must be positive")
-        if self.idle_timeout is not None and self.idle_timeout <= self.keepalive_interval:
-            raise ValueError("idle_timeout must be longer than keepalive_interval")
-        if self.handshake_timeout <= 0:
-            raise ValueError("handshake_timeout must be positive")
-        if not 1 <= self.stream_window <= C.MAX_STREAM_WINDOW:
-            raise ValueError(f"stream_window must be 1..{C.MAX_STREAM_WINDOW}")
-        if not 1 <= self.max_streams <= C.MAX_STREAMS_LIMIT:
-            raise ValueError(f"max_streams must be 1..{C.MAX_STREAMS_LIMIT}")
-        if self.link_window < 2 * self.stream_window:
-            raise ValueError("link_window must hold at least two stream windows")
-
-    @property
-    def effective_idle_timeout(self) -> float:
-        """Nothing heard from the peer for this long kills the link (default 4 keepalives)."""
-        if self.idle_timeout is not None:
-            return self.idle_timeout
-        return 4 * self.keepalive_interval
-
-    @property
-    def advertised_max_streams(self) -> int:
-        """Streams the peer may hold open: at most max_streams, and few enough that the windows
-        of all streams (the peer's and ours, each up to max) fit in link_window."""
-        return max(1, min(self.max_streams, self.link_window // (2 * self.stream_window)))
-
-
-@dataclass
-class LinkStats:
-    """Counters of one link (plain numbers, for status and metrics)."""
-
-    bytes_in: int = 0
-    bytes_out: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    handshakes: int = 0
-    rekeys: int = 0
-    streams_open: int = 0
-    streams_total: int = 0
-    last_rtt: float | None = None
-    key_epoch: int = 0
+__all__ = ["LinkConfig", "LinkConnection", "LinkStats"]
 
 
 class _State(enum.Enum):
@@ -156,33 +87,6 @@ class _State(enum.Enum):
     ESTABLISHED = "established"
     CLOSED = "closed"  # closed cleanly by either side
     FAILED = "failed"
-
-
-class _Stream:
-    """Flow-control state of one stream."""
-
-    __slots__ = (
-        "acked",
-        "grant_pending",
-        "local_fin",
-        "receive_credit",
-        "received",
-        "remote_fin",
-        "send_credit",
-        "stream_id",
-        "wants_writable",
-    )
-
-    def __init__(self, stream_id: int, send_credit: int, receive_credit: int) -> None:
-        self.stream_id = stream_id
-        self.send_credit = send_credit  # bytes we may still send
-        self.receive_credit = receive_credit  # bytes the peer may still send
-        self.received = 0  # bytes received in total
-        self.acked = 0  # of which the application acknowledged
-        self.grant_pending = 0  # acknowledged bytes not yet returned as credit
-        self.local_fin = False
-        self.remote_fin = False
-        self.wants_writable = False
 
 
 @dataclass
@@ -247,7 +151,7 @@ class LinkConnection:
         self._last_sent = 0.0
         self._last_received = 0.0
 
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         # Link initiators open odd stream ids, responders even ones: no collisions.
         self._next_stream_id = 1 if is_initiator else 2
         self._peer_last_stream_id = 0
@@ -470,7 +374,7 @@ class LinkConnection:
         if stream_id > C.MAX_STREAM_ID:
             raise FlowControlError("stream ids exhausted on this link; reconnect")
         self._next_stream_id += 2
-        self._streams[stream_id] = _Stream(
+        self._streams[stream_id] = StreamState(
             stream_id, self._peer_stream_window, self.config.stream_window
         )
         self._our_open_streams += 1
@@ -825,7 +729,7 @@ class LinkConnection:
         if size:
             self._events.append(StreamData(record.stream_id, record.data))
 
-    def _flow_violation(self, stream: _Stream, size: int) -> None:
+    def _flow_violation(self, stream: StreamState, size: int) -> None:
         """The peer overran one stream's window: that stream dies, the link lives on."""
         detail = (
             f"stream {stream.stream_id}: peer sent {size} bytes with only "
@@ -838,7 +742,7 @@ class LinkConnection:
         self._events.append(SecurityNotice("flow_control", detail))
         self._events.append(StreamReset(stream.stream_id, C.RESET_FLOW_CONTROL, detail))
 
-    def _live_stream(self, stream_id: int, what: str) -> _Stream | None:
+    def _live_stream(self, stream_id: int, what: str) -> StreamState | None:
         stream = self._streams.get(stream_id)
         if stream is None and not self._is_past_stream(stream_id):
             raise StreamStateError(f"{what} for stream {stream_id}, which was never opened")
@@ -913,7 +817,7 @@ class LinkConnection:
                 f"peer opened more than the {self.config.advertised_max_streams} streams allowed"
             )
         self._peer_last_stream_id = stream_id
-        self._streams[stream_id] = _Stream(
+        self._streams[stream_id] = StreamState(
             stream_id, self._peer_stream_window, self.config.stream_window
         )
         self._peer_open_streams += 1
