@@ -70,8 +70,9 @@ def test_recorded_handshake_is_plain_noise_ik_including_the_transport() -> None:
     payload1 = responder.read_message(frame1[2:])
     assert len(payload1) == C.INITIATOR_PAYLOAD_LEN
     assert bytes(initiator.write_message(bytes(payload1))) == frame1[2:]
-    assert payload1[0] == 1 and payload1[1] == 0  # version, flags
-    assert payload1[2:14] == bytes.fromhex("400000006553f10a00000000")
+    assert bytes(payload1) == bytes.fromhex(  # as decoded in docs/protocol.md 12.2
+        "0100400000006553f10a00000000fd123456789a96bac6a01f352f987b5e0004000000000400"
+    )
     payload2 = (
         b"\x01\x00"
         + ipaddress.IPv6Address(vector["responder.address"]).packed
