@@ -32,6 +32,9 @@ def named(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamedServer]:
         f"impostor 300 IN AAAA {good_address}",
         f'impostor 300 IN TXT "altmesh-key={encode_public_key(OTHER.public)}"',
         f"keyless 300 IN AAAA {good_address}",
+        # DNS-SD style: several key=value strings in one TXT record.
+        f"sd 300 IN AAAA {good_address}",
+        f'sd 300 IN TXT "txtvers=1" "altmesh-key={encode_public_key(GOOD.public)}"',
     ]
     with NamedServer.start(tmp_path_factory.mktemp("dns"), records=records) as server:
         yield server
@@ -53,6 +56,11 @@ def resolve(named: NamedServer, name: str, anchor: str | None = None) -> object:
 def test_name_resolves_to_validated_address_and_key(named: NamedServer) -> None:
     result = resolve(named, "web.alt")
     assert result.address == node_address(PREFIX_NET, GOOD.public)  # type: ignore[attr-defined]
+    assert result.public_key == GOOD.public  # type: ignore[attr-defined]
+
+
+def test_key_in_a_multi_string_txt_record_is_found(named: NamedServer) -> None:
+    result = resolve(named, "sd.alt")
     assert result.public_key == GOOD.public  # type: ignore[attr-defined]
 
 

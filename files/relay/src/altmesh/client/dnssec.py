@@ -251,12 +251,15 @@ class AltResolver:
         txt = await self._validated(qname, dns.rdatatype.TXT)
         keys: list[bytes] = []
         for record in txt:
-            text = b"".join(record.strings).decode("ascii", "replace")
-            if text.startswith(KEY_TXT_PREFIX):
-                try:
-                    keys.append(decode_public_key(text[len(KEY_TXT_PREFIX) :]))
-                except ValueError as err:
-                    raise ResolveError("bad_key", name, f"TXT key: {err}") from None
+            # One string per key=value (DNS-SD style) or the whole record as one string.
+            strings = [bytes(part) for part in record.strings]
+            texts = {part.decode("ascii", "replace") for part in [*strings, b"".join(strings)]}
+            for text in sorted(texts):
+                if text.startswith(KEY_TXT_PREFIX):
+                    try:
+                        keys.append(decode_public_key(text[len(KEY_TXT_PREFIX) :]))
+                    except ValueError as err:
+                        raise ResolveError("bad_key", name, f"TXT key: {err}") from None
         if not keys:
             raise ResolveError("bad_key", name, f"no TXT record '{KEY_TXT_PREFIX}BASE64'")
         addresses = [ipaddress.IPv6Address(r.address) for r in aaaa]
