@@ -444,10 +444,16 @@ def test_failed_prerequisites_are_explained(lab: DnsLab) -> None:
 
 def test_a_zone_the_server_does_not_serve_is_reported_as_notauth(lab: DnsLab) -> None:
     client = ZoneClient.from_config(lab.settings(DNS_ZONE="elsewhere.example."))
+    update = client.update_message()
+    update.add(dns.name.from_text("x.elsewhere.example."), 300, "A", "192.0.2.1")
     with pytest.raises(DnsError) as failure:
-        client.add(validate_record(client.origin, "x", 300, "A", "192.0.2.1"))
+        client.send(update, "adding x")
     assert failure.value.kind == "notauth"
     assert "not authoritative for elsewhere.example." in failure.value.message
+    with pytest.raises(DnsError) as lookup_failure:  # what the pages meet first
+        client.add(validate_record(client.origin, "x", 300, "A", "192.0.2.1"))
+    assert lookup_failure.value.kind == "notauth"
+    assert "does not serve the zone elsewhere.example." in lookup_failure.value.message
 
 
 def test_server_that_never_answers_gives_a_timeout_message(

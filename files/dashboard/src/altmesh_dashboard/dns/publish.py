@@ -154,13 +154,16 @@ def _known_weight(client: ZoneClient, relay_name: str) -> int | None:
 # --------------------------------------------------------------------------- publish
 
 
-def publish_relay(relay: Relay, client: ZoneClient | None = None) -> list[Record]:
+def publish_relay(
+    relay: Relay, client: ZoneClient | None = None, *, load: float | None = None
+) -> list[Record]:
     """Publish (or re-publish) all of a relay's records in one update; returns what was sent.
-    Raises DnsError when the server refuses or cannot be reached."""
+    The SRV weight follows `load` (default: `relay.load`). Raises DnsError when the server
+    refuses or cannot be reached."""
     client = _client(client)
     origin = client.origin
     names = RelayNames.of(relay.name, origin)
-    weight = weight_for_load(relay.load)
+    weight = weight_for_load(relay.load if load is None else load)
     endpoints = relay_endpoints(relay, origin)
     key_txt = _txt(KEY_TXT_PREFIX + relay.public_key)
     instance_txt = _txt("txtvers=1", f"relay={relay.name}", KEY_TXT_PREFIX + relay.public_key)
@@ -270,13 +273,16 @@ def update_relay_weight(
     when an update was sent. Heartbeats stay cheap: nothing is sent (nor even asked) while the
     weight bucket is unchanged, and the server is re-checked at most every few minutes."""
     client = _client(client)
-    weight = weight_for_load(relay.load if load is None else load)
+    effective_load = relay.load if load is None else load
+    weight = weight_for_load(effective_load)
     if _known_weight(client, relay.name) == weight:
         return False
     names = RelayNames.of(relay.name, client.origin)
     current = client.lookup(names.instance, dns.rdatatype.SRV)
     if not current:
-        publish_relay(relay, client)  # never published (or removed by hand): publish it all
+        # Never published, removed by hand, or a read a few ms behind a publication: publishing
+        # it all is right in each case (its prerequisite catches the last one and retries).
+        publish_relay(relay, client, load=effective_load)
         return True
     if all(_weight_of(r) == weight for r in current):
         _remember_weight(client, relay.name, weight)

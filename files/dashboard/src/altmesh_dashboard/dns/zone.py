@@ -319,9 +319,7 @@ class ZoneClient:
         """The RRset `name`/`rdtype` as the server answers it now (TCP, authoritative)."""
         query = dns.message.make_query(name, rdtype)
         response = self._exchange(query, f"looking up {name} {dns.rdatatype.to_text(rdtype)}")
-        rcode = response.rcode()
-        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            raise self._rcode_error(rcode, f"looking up {name}")
+        self._check_query_rcode(response, name)
         rrset = response.get_rrset(response.answer, name, dns.rdataclass.IN, rdtype)
         if rrset is None:
             return []
@@ -331,11 +329,25 @@ class ZoneClient:
         """Which record types (DNSSEC ones left out) exist at `name` now."""
         query = dns.message.make_query(name, dns.rdatatype.ANY)
         response = self._exchange(query, f"looking up {name}")
+        self._check_query_rcode(response, name)
         return {
             rrset.rdtype
             for rrset in response.answer
             if rrset.name == name and rrset.rdtype not in DNSSEC_TYPES
         }
+
+    def _check_query_rcode(self, response: dns.message.Message, name: dns.name.Name) -> None:
+        rcode = response.rcode()
+        if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            return
+        if rcode == dns.rcode.REFUSED:
+            # An authoritative-only server refuses queries for zones it does not serve.
+            raise DnsError(
+                "notauth",
+                f"the DNS server {self.settings.where} refused a query for {name}: it does not "
+                f"serve the zone {self.origin}; check DNS_SERVER and DNS_ZONE",
+            )
+        raise self._rcode_error(rcode, f"looking up {name}")
 
     # ---------------------------------------------------------------- changing
 
