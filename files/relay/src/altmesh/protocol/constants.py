@@ -37,6 +37,9 @@ E2E_RESPONSE_PAYLOAD_LEN: Final = 1 + 1  # 2
 E2E_HANDSHAKE_INIT_LEN: Final = KEY_LEN + KEY_LEN + TAG_LEN + E2E_INIT_PAYLOAD_LEN + TAG_LEN  # 110
 E2E_HANDSHAKE_RESPONSE_LEN: Final = KEY_LEN + E2E_RESPONSE_PAYLOAD_LEN + TAG_LEN  # 50
 
+# Handshake payload flags: set in the handshakes that run inside a link to replace its keys.
+HANDSHAKE_FLAG_REKEY: Final = 0x01
+
 # Address derivation: ULA /48 + the first 80 bits of BLAKE2s-256(label || public key).
 ADDRESS_HASH_LABEL: Final = b"altmesh-address-v1"
 ADDRESS_PREFIX_LEN: Final = 48

@@ -17,6 +17,7 @@ from noise.connection import Keypair, NoiseConnection  # type: ignore[import-unt
 
 from altmesh.protocol.constants import (
     ADDRESS_LEN,
+    HANDSHAKE_FLAG_REKEY,
     INITIATOR_PAYLOAD_LEN,
     KEY_LEN,
     MAX_NETWORK_NAME_LEN,
@@ -36,8 +37,8 @@ from altmesh.protocol.errors import (
 )
 from altmesh.protocol.keys import StaticKeyPair
 
-FLAG_REKEY = 0x01
-_KNOWN_FLAGS = FLAG_REKEY
+_KNOWN_FLAGS = HANDSHAKE_FLAG_REKEY
+FLAG_REKEY = HANDSHAKE_FLAG_REKEY
 _INITIATOR_PAYLOAD = struct.Struct(f">BB{TAI64N_LEN}s{ADDRESS_LEN}sII")
 _RESPONDER_PAYLOAD = struct.Struct(f">BB{ADDRESS_LEN}sII")
 assert _INITIATOR_PAYLOAD.size == INITIATOR_PAYLOAD_LEN
