@@ -65,3 +65,38 @@ def test_an_unreachable_dns_server_does_not_fail_registration(
     assert response.get_json()["dns"].startswith("failed: ")
     after = REGISTRY.get_sample_value("altmesh_dashboard_failures_total", {"kind": "dns_publish"})
     assert after == before + 1
+
+
+def test_forgetting_a_relay_survives_an_unreachable_dns_server(
+    make_app: Callable[..., Flask],
+    create_user: Callable,
+    login: Callable,
+    csrf_token_in: Callable[[str], str],
+    relay_token: Callable[[str], str],
+) -> None:
+    sock, port = _silent_udp_port()
+    try:
+        app = make_app(
+            DNS_SERVER="127.0.0.1",
+            DNS_PORT=port,
+            DNS_TSIG_KEY_NAME="dashboard",
+            DNS_TSIG_SECRET=base64.b64encode(b"0" * 32).decode(),
+            DNS_TIMEOUT=0.2,
+        )
+        app.test_client().post(
+            "/api/v1/relays/register",
+            json=REGISTRATION,
+            headers={"Authorization": f"Bearer {relay_token('relay-1')}"},
+        )
+        operator: FlaskClient = app.test_client()
+        login(operator, create_user("operator"))
+        token = csrf_token_in(operator.get("/relays/relay-1").get_data(as_text=True))
+        response = operator.post(
+            "/relays/relay-1/forget", data={"csrf_token": token}, follow_redirects=True
+        )
+    finally:
+        sock.close()
+    html = response.get_data(as_text=True)
+    assert "Relay relay-1 forgotten." in html
+    assert "Its DNS records could not be removed (failed: " in html
+    assert 'data-relay="relay-1"' not in html

@@ -53,3 +53,8 @@ def publish(relay: Relay) -> str:
 def update_weight(relay: Relay) -> str:
     """After a heartbeat that changed the load: the SRV weight."""
     return _call("update_relay_weight", relay)
+
+
+def unpublish(relay: Relay) -> str:
+    """After an operator forgets a relay: remove the records publish() made."""
+    return _call("unpublish_relay", relay)

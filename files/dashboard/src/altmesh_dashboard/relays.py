@@ -22,6 +22,7 @@ from sqlalchemy import select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
+from altmesh_dashboard import relay_dns
 from altmesh_dashboard.audit import actor_name, record_audit
 from altmesh_dashboard.auth.access import role_required
 from altmesh_dashboard.db import get_session
@@ -108,6 +109,9 @@ def forget(name: str) -> ResponseReturnValue:
     record_audit(None, "relay.forget", f"relay:{name}", before, None, commit=False)
     db.commit()
     flash(f"Relay {name} forgotten.")
+    dns_result = relay_dns.unpublish(relay)
+    if dns_result.startswith(("failed", "unavailable")):
+        flash(f"Its DNS records could not be removed ({dns_result}); delete them on the DNS page.")
     return redirect(url_for("relays.index"))
 
 
