@@ -355,3 +355,15 @@ def test_link_config_refuses_inconsistent_settings(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         config(**overrides)
+
+
+def test_ping_flood_gets_a_bounded_number_of_answers_and_a_notice() -> None:
+    pair = make_pair()
+    flood = b"".join(R.encode(R.PingRecord(n.to_bytes(8, "big"))) for n in range(1000))
+    pair.responder.receive_data(inject(pair.initiator, flood), 0.0)
+    assert ev.SecurityNotice("ping_flood", "PINGs faster than we send") in pair.take("r")
+    answers = pair.responder.data_to_send()
+    assert len(answers) < 16 * 11 + 2 + 16 + 1  # at most 16 PONG records in one message
+    pair.initiator.receive_data(answers, 0.0)
+    notices = [e for e in pair.take("i") if isinstance(e, ev.SecurityNotice)]
+    assert len(notices) == 16  # unsolicited: the initiator never sent those PINGs

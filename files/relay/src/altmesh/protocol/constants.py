@@ -73,6 +73,8 @@ MAX_DATA_PER_RECORD: Final = MAX_PLAINTEXT_LEN - RECORD_HEADER_LEN - STREAM_ID_L
 MAX_REASON_LEN: Final = 512
 MAX_ROUTE_INFO_LEN: Final = MAX_PLAINTEXT_LEN - RECORD_HEADER_LEN
 PING_ID_LEN: Final = 8
+MAX_UNANSWERED_PINGS: Final = 16  # our PINGs we remember
+MAX_UNSENT_PONGS: Final = 16  # the peer's PINGs we answer between two writes
 
 
 class RecordType:

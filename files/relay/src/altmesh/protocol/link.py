@@ -160,6 +160,7 @@ class LinkConnection:
         self._peer_stream_window = 0
         self._peer_max_streams = 0
         self._pings: dict[bytes, float] = {}
+        self._pongs_unsent = 0
         self._stats = LinkStats()
 
     # ---------------------------------------------------------------- construction
@@ -313,6 +314,7 @@ class LinkConnection:
         self._start_rekey_if_due()
         if self._pending and self._fatal is None:
             self._seal_pending()
+        self._pongs_unsent = 0
         if not self._output:
             return b""
         data = b"".join(self._output)
@@ -469,7 +471,7 @@ class LinkConnection:
         self._now = now
         self._require_established()
         ping_id = os.urandom(C.PING_ID_LEN)
-        if len(self._pings) >= 16:  # unanswered pings: keep only the newest
+        if len(self._pings) >= C.MAX_UNANSWERED_PINGS:  # unanswered pings: keep only the newest
             self._pings.pop(next(iter(self._pings)))
         self._pings[ping_id] = now
         self._queue(R.encode(R.PingRecord(ping_id)))
@@ -780,7 +782,14 @@ class LinkConnection:
             self._forget_stream(record.stream_id)
             self._events.append(StreamReset(record.stream_id, record.code, record.reason))
         elif isinstance(record, R.PingRecord):
-            self._queue(R.encode(R.PongRecord(record.ping_id)))
+            # A peer that floods PINGs and never reads would make us queue PONGs without end:
+            # answer a bounded number between two data_to_send() calls, drop the rest.
+            if self._pongs_unsent < C.MAX_UNSENT_PONGS:
+                self._pongs_unsent += 1
+                self._queue(R.encode(R.PongRecord(record.ping_id)))
+            elif self._pongs_unsent == C.MAX_UNSENT_PONGS:
+                self._pongs_unsent += 1
+                self._events.append(SecurityNotice("ping_flood", "PINGs faster than we send"))
         elif isinstance(record, R.PongRecord):
             sent = self._pings.pop(record.ping_id, None)
             if sent is None:
