@@ -143,3 +143,18 @@ def test_encrypt_before_the_handshake_is_refused() -> None:
     client, _ = sessions()
     with pytest.raises(StreamStateError):
         client.encrypt(b"too early")
+
+
+def test_a_failed_session_stays_dead() -> None:
+    client, service = sessions()
+    service.receive(client.start())
+    client.receive(service.pending_output())
+    wire = bytearray(client.encrypt(b"payload"))
+    wire[-1] ^= 1
+    with pytest.raises(DecryptError):
+        service.receive(bytes(wire))
+    with pytest.raises(StreamStateError):
+        service.receive(client.encrypt(b"more"))
+    with pytest.raises(StreamStateError):
+        service.encrypt(b"reply")
+    assert not service.established

@@ -18,6 +18,7 @@ from altmesh.protocol.errors import (
     BadLength,
     HandshakeError,
     KeyRefused,
+    ProtocolError,
     ReplayedHandshake,
     StreamStateError,
     VersionMismatch,
@@ -91,6 +92,7 @@ class EndToEndSession:
             initiator.remote_public if initiator is not None else None
         )
         self._started = False
+        self._failed = False
 
     @classmethod
     def initiator(
@@ -148,16 +150,24 @@ class EndToEndSession:
         return _frame(self._initiator.write_init(payload))
 
     def receive(self, data: bytes) -> list[bytes]:
-        """Feed stream bytes; returns the plaintext chunks they completed. Raises ProtocolError."""
+        """Feed stream bytes; returns the plaintext chunks they completed. Raises ProtocolError
+        (after which the session is dead: later calls raise StreamStateError)."""
+        if self._failed:
+            raise StreamStateError("end-to-end session failed earlier")
         chunks: list[bytes] = []
-        if self._inbound:
-            self._inbound += data
-            consumed = self._receive_frames(self._inbound, chunks)
-            del self._inbound[:consumed]
-        else:  # no partial frame waiting: parse `data` in place
-            consumed = self._receive_frames(data, chunks)
-            if consumed < len(data):
-                self._inbound = bytearray(data[consumed:])
+        try:
+            if self._inbound:
+                self._inbound += data
+                consumed = self._receive_frames(self._inbound, chunks)
+                del self._inbound[:consumed]
+            else:  # no partial frame waiting: parse `data` in place
+                consumed = self._receive_frames(data, chunks)
+                if consumed < len(data):
+                    self._inbound = bytearray(data[consumed:])
+        except ProtocolError:
+            self._failed = True
+            self._send = self._receive = None
+            raise
         return chunks
 
     def _receive_frames(self, source: bytes | bytearray, chunks: list[bytes]) -> int:
@@ -185,7 +195,7 @@ class EndToEndSession:
     def encrypt(self, plaintext: bytes) -> bytes:
         """Framed ciphertext of `plaintext` (split into messages of at most 65519 bytes)."""
         if self._send is None:
-            raise StreamStateError("end-to-end session not established yet")
+            raise StreamStateError("end-to-end session not established (or failed)")
         send = self._send
         parts: list[bytes] = []
         view = memoryview(plaintext)
