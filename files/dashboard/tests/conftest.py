@@ -315,8 +315,10 @@ def live_server(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
     return live_server_factory()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not session-wide: while Playwright's sync API is active it
+    keeps an event loop running in the main thread, which breaks asyncio.run() in later tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
