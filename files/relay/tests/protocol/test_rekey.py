@@ -91,6 +91,11 @@ def test_simultaneous_rekey_resolves_to_one_new_session() -> None:
     in_flight_r = pair.responder.data_to_send()
     pair.responder.receive_data(in_flight_i, pair.now)  # both REKEY_INITs cross on the wire
     pair.initiator.receive_data(in_flight_r, pair.now)
+    pair.pump()
+    rekeyed_i = [e for e in pair.events["i"] if isinstance(e, ev.Rekeyed)]
+    rekeyed_r = [e for e in pair.events["r"] if isinstance(e, ev.Rekeyed)]
+    assert rekeyed_i == [ev.Rekeyed(initiated_by_us=True)]  # the link initiator's rekey won
+    assert rekeyed_r == [ev.Rekeyed(initiated_by_us=False)]
     traffic.send("i", 20_000)
     traffic.send("r", 20_000)
     traffic.settle()
