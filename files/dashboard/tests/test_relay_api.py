@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -338,3 +339,18 @@ def test_relay_list_api_shows_state_for_logged_in_users(
     assert [(relay["name"], relay["state"], relay["load"]) for relay in relays] == [
         ("relay-1", "up", 0.25)
     ]
+
+
+def test_openapi_references_resolve_and_match_the_routes(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    document = admin_client.get("/api/v1/openapi.json").get_json()
+    text = json.dumps(document)
+    for reference in set(re.findall(r'"\$ref": "#/components/schemas/([A-Za-z]+)"', text)):
+        assert reference in document["components"]["schemas"], reference
+    api_paths = {
+        rule.rule.removeprefix("/api/v1")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/")
+    }
+    assert api_paths == set(document["paths"])

@@ -45,6 +45,27 @@ def _json_body(schema: str) -> dict[str, Any]:
 RELAY_ERRORS = (400, 401, 413, 415, 422)
 
 
+def _relay_answer(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "relay": {"$ref": "#/components/schemas/Relay"},
+                        "dns": {
+                            "type": "string",
+                            "description": "published, not configured, unavailable or "
+                            "failed: <reason>",
+                        },
+                    },
+                }
+            }
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     name = {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"}
     return {
@@ -164,7 +185,32 @@ def openapi_document() -> dict[str, Any]:
                         }
                     },
                 },
-                "Relay": {"type": "object", "description": "a relay's registration and status"},
+                "Relay": {
+                    "type": "object",
+                    "description": "a relay's registration and status",
+                    "properties": {
+                        "name": name,
+                        "public_key": {"type": "string"},
+                        "address": {"type": "string", "format": "ipv6"},
+                        "endpoints": {"type": "array", "items": {"type": "object"}},
+                        "state": {"enum": ["up", "stale", "down"]},
+                        "last_heartbeat_at": {"type": ["string", "null"], "format": "date-time"},
+                        "load": {"type": ["number", "null"]},
+                        "active_streams": {"type": ["integer", "null"]},
+                        "version": {"type": ["string", "null"]},
+                        "links": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "peer": name,
+                                    "state": {"enum": list(LINK_STATES)},
+                                    "rtt_ms": {"type": ["number", "null"]},
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
         "paths": {
@@ -174,8 +220,8 @@ def openapi_document() -> dict[str, Any]:
                     "security": [{"relayToken": []}],
                     "requestBody": _json_body("Registration"),
                     "responses": {
-                        "200": {"description": "updated"},
-                        "201": {"description": "registered"},
+                        "200": _relay_answer("updated"),
+                        "201": _relay_answer("registered"),
                         **_errors(*RELAY_ERRORS, 403),
                     },
                 }
@@ -206,7 +252,25 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Every relay with its state",
                     "security": [{"session": []}],
-                    "responses": {"200": {"description": "relays"}, **_errors(401)},
+                    "responses": {
+                        "200": {
+                            "description": "relays, by name",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "relays": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/Relay"},
+                                            }
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(401),
+                    },
                 }
             },
             "/openapi.json": {
