@@ -29,11 +29,10 @@ def seconds_until_allowed(
         (LoginFailure.username, username, limit),
         (LoginFailure.remote_addr, remote_addr, limit * ADDRESS_FACTOR),
     ):
-        count, oldest = session.execute(
-            select(func.count(), func.min(LoginFailure.at)).where(
-                column == value, LoginFailure.at > since
-            )
-        ).one()
+        count = (
+            session.scalar(select(func.count()).where(column == value, LoginFailure.at > since))
+            or 0
+        )
         if count >= allowed:
             recent = session.scalars(
                 select(LoginFailure.at)
@@ -43,7 +42,6 @@ def seconds_until_allowed(
             ).all()
             # Allowed again once the oldest of the last `allowed` failures leaves the window.
             waits.append(int((recent[-1] + window - now).total_seconds()) + 1)
-        del oldest
     return max(waits, default=0)
 
 
