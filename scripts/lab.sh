@@ -80,7 +80,7 @@ down() {
       podman rm -f -t 5 "$name" >/dev/null
     fi
   done
-  rm -rf "$LAB_DATA"
+  rm -rf "$LAB_DATA" .cache/facts/*altmesh-lab-*
   echo ">> lab removed (the network $NETWORK stays: molecule uses it)"
 }
 
