@@ -257,3 +257,10 @@ def test_statistics_channel_answers_on_localhost_only(primary: Host, resolver: H
         "curl -sf --max-time 3 http://%s:8053/xml/v3/server", address_of(primary)
     )
     assert from_elsewhere.rc != 0
+
+
+@pytest.mark.parametrize("name", [PRIMARY, SECONDARY, RESOLVER])
+def test_named_never_tries_the_internet_root_servers(name: str) -> None:
+    log = podman_host(name).check_output("journalctl -u named --no-pager")
+    assert "resolving './" not in log, log
+    assert "network unreachable" not in log, log
