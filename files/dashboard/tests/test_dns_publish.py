@@ -5,6 +5,7 @@ weight bucket changes."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +20,14 @@ import dns.rdatatype
 import pytest
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.dns.publish import (
+    WEIGHT_RECHECK_SECONDS,
     published_srv_weights,
     unpublish_relay,
     update_relay_weight,
     weight_for_load,
 )
 from altmesh_dashboard.dns.zone import ZoneClient
-from altmesh_dashboard.models import AuditEntry, Relay
+from altmesh_dashboard.models import AuditEntry, Relay, utcnow
 from dns_support import (
     NETWORK_PREFIX,
     DnsLab,
@@ -214,6 +216,67 @@ def test_update_relay_weight_sends_only_when_the_weight_changes(
         assert update_relay_weight(relay, 0.31, zone) is False
     wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", ["0 70 7000 ep0.relay-1.alt."])
     assert published_srv_weights(zone, "relay-1") == [70]
+
+
+def _stored_weight(app: Flask, relay_name: str) -> int | None:
+    with app.app_context():
+        relay = get_session().scalars(select(Relay).where(Relay.name == relay_name)).one()
+        return relay.published_weight
+
+
+def test_the_published_weight_is_kept_in_the_database_for_every_worker(
+    dns_app: Flask,
+    make_app: Callable[..., Flask],
+    lab: DnsLab,
+    relay_token: Callable[[str], str],
+) -> None:
+    """Two app instances on one database stand for two gunicorn workers (or the app before and
+    after a restart): what one published, the other knows without asking the server."""
+    token = relay_token("relay-1")
+    first_worker = dns_app.test_client()
+    _register(first_worker, token, "relay-1", [{"host": "192.0.2.10", "port": 7000}], PUBLIC_KEY)
+    assert _stored_weight(dns_app, "relay-1") == 50
+    _heartbeat(first_worker, token, 0.9)
+    assert _stored_weight(dns_app, "relay-1") == 10
+    expected = ["0 10 7000 ep0.relay-1.alt."]
+    assert wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
+
+    other_worker_app = make_app(**lab.settings())
+    serial = soa_serial(lab.named)
+    _heartbeat(other_worker_app.test_client(), token, 0.92)  # same bucket: nothing to send
+    assert soa_serial(lab.named) == serial
+    _heartbeat(other_worker_app.test_client(), token, 0.5)
+    assert _stored_weight(dns_app, "relay-1") == 50
+    expected = ["0 50 7000 ep0.relay-1.alt."]
+    assert wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
+
+
+def test_an_old_stored_weight_is_checked_against_the_server(
+    dns_app: Flask, lab: DnsLab, relay_token: Callable[[str], str]
+) -> None:
+    """A weight recorded long ago (someone may have edited the zone by hand since) is not
+    trusted: the server's SRV records are read and corrected."""
+    client = dns_app.test_client()
+    _register(
+        client,
+        relay_token("relay-1"),
+        "relay-1",
+        [{"host": "192.0.2.10", "port": 7000}],
+        PUBLIC_KEY,
+    )
+    zone = ZoneClient.from_config(lab.settings())
+    with dns_app.app_context():
+        relay = get_session().scalars(select(Relay).where(Relay.name == "relay-1")).one()
+        relay.published_weight = 70  # wrong: the zone has 50
+        relay.weight_published_at = utcnow() - dt.timedelta(seconds=WEIGHT_RECHECK_SECONDS - 60)
+        get_session().commit()
+        assert update_relay_weight(relay, 0.3, zone) is False  # recent enough: trusted
+        relay.weight_published_at = utcnow() - dt.timedelta(seconds=WEIGHT_RECHECK_SECONDS + 1)
+        get_session().commit()
+        assert update_relay_weight(relay, 0.3, zone) is True
+        assert relay.published_weight == 70
+    expected = ["0 70 7000 ep0.relay-1.alt."]
+    assert wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
 
 
 def test_reregistration_replaces_a_relays_old_endpoints_and_keeps_other_relays(

@@ -102,6 +102,10 @@ class Relay(Base):
     bytes_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
     bytes_out: Mapped[int | None] = mapped_column(BigInteger, default=None)
     version: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The SRV weight last published in the zone and when: stored here, not in a worker's memory,
+    # so every gunicorn worker (and the app after a restart) knows whether a heartbeat changes it.
+    published_weight: Mapped[int | None] = mapped_column(Integer, default=None)
+    weight_published_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     links: Mapped[list[Link]] = relationship(
         back_populates="relay", cascade="all, delete-orphan", order_by="Link.peer_name"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,9 +32,10 @@ import dns.update
 from flask import current_app
 
 from altmesh_dashboard.audit import record_audit
+from altmesh_dashboard.db import get_session
 from altmesh_dashboard.dns.zone import DnsError, Record, ZoneClient, prerequisite_rdataset
 from altmesh_dashboard.metrics import DNS_UPDATES
-from altmesh_dashboard.models import Relay
+from altmesh_dashboard.models import Relay, utcnow
 
 SERVICE_LABELS = ("_altmesh", "_tcp")
 KEY_TXT_PREFIX = "altmesh-key="
@@ -44,8 +44,9 @@ SRV_PRIORITY = 0
 UNKNOWN_LOAD_WEIGHT = 50  # before the first heartbeat: an average relay
 MIN_WEIGHT = 1  # RFC 2782: weight 0 means "almost never"; a busy relay stays selectable
 WEIGHT_STEPS = 10  # load is bucketed so small load jitter does not cause DNS updates
-WEIGHT_RECHECK_SECONDS = 300.0  # after this, a cached weight is checked against the server again
+WEIGHT_RECHECK_SECONDS = 300.0  # after this, a stored weight is checked against the server again
 _RETRYABLE = ("changed", "conflict")
+RETRY_WINDOW_SECONDS = 3.0  # how long a prerequisite failure is retried with fresh reads
 
 
 def weight_for_load(load: float | None) -> int:
@@ -112,14 +113,19 @@ def _client(client: ZoneClient | None) -> ZoneClient:
 
 
 def _send_with_retry(client: ZoneClient, build: Any, what: str) -> None:
-    """`build()` reads what it needs and returns the update; a prerequisite failure (a read from
-    the signed copy a few ms behind, or a concurrent worker) is retried once with a fresh read."""
-    for attempt in (1, 2):
+    """`build()` reads what it needs and returns the update. A prerequisite failure (a read from
+    the signed copy, which trails an update by a few ms and longer on a loaded host, or a
+    concurrent worker) is retried with a fresh read, backing off, for at most
+    RETRY_WINDOW_SECONDS."""
+    deadline = time.monotonic() + RETRY_WINDOW_SECONDS
+    pause = 0.05
+    while True:
         try:
             client.send(build(), what)
         except DnsError as err:
-            if err.kind in _RETRYABLE and attempt == 1:
-                time.sleep(0.1)
+            if err.kind in _RETRYABLE and time.monotonic() + pause < deadline:
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
                 continue
             DNS_UPDATES.labels(result=err.kind).inc()
             raise
@@ -127,28 +133,24 @@ def _send_with_retry(client: ZoneClient, build: Any, what: str) -> None:
         return
 
 
-# ----------------------------------------------------------------------------- cache
-
-_weights_lock = threading.Lock()
-_published_weights: dict[tuple[str, int, str, str], tuple[int, float]] = {}
-
-
-def _cache_key(client: ZoneClient, relay_name: str) -> tuple[str, int, str, str]:
-    s = client.settings
-    return (s.server, s.port, client.origin.to_text(), relay_name)
+# ---------------------------------------------------------------- published weight
+# The weight last published is kept on the relay's row (not in this process): every gunicorn
+# worker sees the same value, and it survives restarts.
 
 
-def _remember_weight(client: ZoneClient, relay_name: str, weight: int) -> None:
-    with _weights_lock:
-        _published_weights[_cache_key(client, relay_name)] = (weight, time.monotonic())
+def _remember_weight(relay: Relay, weight: int) -> None:
+    """Record the weight now in the zone on the relay's row and commit it."""
+    relay.published_weight = weight
+    relay.weight_published_at = utcnow()
+    get_session().commit()
 
 
-def _known_weight(client: ZoneClient, relay_name: str) -> int | None:
-    with _weights_lock:
-        entry = _published_weights.get(_cache_key(client, relay_name))
-    if entry is None or time.monotonic() - entry[1] > WEIGHT_RECHECK_SECONDS:
+def _known_weight(relay: Relay) -> int | None:
+    """The weight last published, unless it is old enough to be checked against the server."""
+    if relay.published_weight is None or relay.weight_published_at is None:
         return None
-    return entry[0]
+    age = (utcnow() - relay.weight_published_at).total_seconds()
+    return relay.published_weight if 0 <= age <= WEIGHT_RECHECK_SECONDS else None
 
 
 # --------------------------------------------------------------------------- publish
@@ -212,8 +214,9 @@ def publish_relay(
         return update
 
     _send_with_retry(client, build, f"publishing relay {relay.name}")
-    _remember_weight(client, relay.name, weight)
-    record_audit(
+    relay.published_weight = weight
+    relay.weight_published_at = utcnow()
+    record_audit(  # commits the weight with the audit entry
         f"relay:{relay.name}",
         "dns.publish_relay",
         f"dns:{names.host.to_text()}",
@@ -251,8 +254,6 @@ def unpublish_relay(relay: Relay, client: ZoneClient | None = None) -> None:
         return update
 
     _send_with_retry(client, build, f"removing relay {relay.name}'s records")
-    with _weights_lock:
-        _published_weights.pop(_cache_key(client, relay.name), None)
     record_audit(
         None,
         "dns.unpublish_relay",
@@ -275,7 +276,7 @@ def update_relay_weight(
     client = _client(client)
     effective_load = relay.load if load is None else load
     weight = weight_for_load(effective_load)
-    if _known_weight(client, relay.name) == weight:
+    if _known_weight(relay) == weight:
         return False
     names = RelayNames.of(relay.name, client.origin)
     current = client.lookup(names.instance, dns.rdatatype.SRV)
@@ -285,7 +286,7 @@ def update_relay_weight(
         publish_relay(relay, client, load=effective_load)
         return True
     if all(_weight_of(r) == weight for r in current):
-        _remember_weight(client, relay.name, weight)
+        _remember_weight(relay, weight)
         return False
 
     def build() -> dns.update.UpdateMessage:
@@ -303,7 +304,7 @@ def update_relay_weight(
         return update
 
     _send_with_retry(client, build, f"setting relay {relay.name}'s SRV weight to {weight}")
-    _remember_weight(client, relay.name, weight)
+    _remember_weight(relay, weight)
     return True
 
 

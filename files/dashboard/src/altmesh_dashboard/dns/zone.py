@@ -53,8 +53,8 @@ DNSSEC_TYPES = frozenset(
 MIN_TTL = 1
 MAX_TTL = 604800  # one week: longer TTLs make a mistake outlive any reasonable fix
 RNDC_BINARY = "/usr/sbin/rndc"
-SIGNING_LAG_RETRIES = 5
-SIGNING_LAG_PAUSE_SECONDS = 0.03
+SIGNING_LAG_PAUSE_SECONDS = 0.03  # first pause; doubled each time, at most 0.5 s
+SIGNING_LAG_WINDOW_SECONDS = 2.0  # how long a read may trail an update before it counts as gone
 
 
 class DnsError(Exception):
@@ -407,13 +407,16 @@ class ZoneClient:
         """Read `record`'s RRset, send the update `build` makes with it as prerequisite; a
         prerequisite failure is retried once with a fresh read, because the read may have come
         from the signed copy a few milliseconds behind (then the second read is current)."""
-        for attempt in (1, 2):
+        deadline = time.monotonic() + SIGNING_LAG_WINDOW_SECONDS
+        pause = SIGNING_LAG_PAUSE_SECONDS
+        while True:
             seen = self._current_rrset_containing(record, verb)
             try:
                 self.send(build(seen), what)
             except DnsError as err:
-                if err.kind == "changed" and attempt == 1:
-                    time.sleep(SIGNING_LAG_PAUSE_SECONDS * 3)
+                if err.kind == "changed" and time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
                     continue
                 raise
             return
@@ -446,17 +449,21 @@ class ZoneClient:
     def _current_rrset_containing(self, record: Record, verb: str) -> list[Record]:
         # With inline signing, queries are answered from the signed copy, which trails an update
         # by a few milliseconds (FACTS.md: 2-25 ms); look again briefly before calling it gone.
-        for attempt in range(SIGNING_LAG_RETRIES):
+        # On a loaded host the lag grows, so the look is bounded by time, not by a try count.
+        deadline = time.monotonic() + SIGNING_LAG_WINDOW_SECONDS
+        pause = SIGNING_LAG_PAUSE_SECONDS
+        while True:
             current = self.lookup(record.name, record.rdtype)
             if any(r.rdata == record.rdata for r in current):
                 break
-            time.sleep(SIGNING_LAG_PAUSE_SECONDS * (attempt + 1))
-        else:
-            raise DnsError(
-                "changed",
-                f"cannot {verb} {self._describe(record)}: the server no longer has it "
-                "(someone else changed or deleted it); reload the zone and try again",
-            )
+            if time.monotonic() + pause >= deadline:
+                raise DnsError(
+                    "changed",
+                    f"cannot {verb} {self._describe(record)}: the server no longer has it "
+                    "(someone else changed or deleted it); reload the zone and try again",
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
         return current
 
     def _check_cname_rules(self, record: Record, replacing: Record | None) -> None:
