@@ -24,6 +24,7 @@ REKEY = "rekey"
 KEY_ROTATION = "key_rotation"
 PROTOCOL_VIOLATION = "protocol_violation"
 E2E_REFUSED = "e2e_refused"
+E2E_TRUNCATED = "e2e_truncated"
 
 EVENT_NAMES = (
     HANDSHAKE_FAILED,
@@ -35,6 +36,7 @@ EVENT_NAMES = (
     KEY_ROTATION,
     PROTOCOL_VIOLATION,
     E2E_REFUSED,
+    E2E_TRUNCATED,
 )
 
 # Fields every event carries, in this order; others follow.
@@ -45,6 +47,8 @@ def event_for_protocol_error(error: BaseException, during_handshake: bool = Fals
     """Which security event a fatal ProtocolError from the core stands for."""
     from altmesh.protocol import errors
 
+    if isinstance(error, errors.EndToEndTruncated):
+        return E2E_TRUNCATED
     if isinstance(error, errors.ReplayedHandshake):
         return HANDSHAKE_REPLAYED
     if isinstance(error, errors.KeyRefused):

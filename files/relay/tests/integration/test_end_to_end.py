@@ -28,6 +28,7 @@ from altmesh.protocol import (
     LinkConnection,
     StaticKeyPair,
     StreamData,
+    StreamEnded,
     StreamReset,
     node_address,
 )
@@ -628,6 +629,64 @@ def test_replayed_end_to_end_handshake_is_refused_by_the_service(mesh: Mesh) -> 
     assert isinstance(answered[-1], StreamData)  # the service's handshake reply
     assert isinstance(refused[-1], StreamReset)
     helpers.wait_until(lambda: replays() == before + 1, 5, "service handshake_replayed event")
+
+
+async def echo_over_raw_link(
+    mesh: Mesh, key: StaticKeyPair, *, authenticated_close: bool
+) -> tuple[EndToEndSession, list[object]]:
+    """Through the real relay to data.alt's echo: handshake, `ECHO hello`, then our direction
+    ends with the link FIN, after the end-to-end CLOSE or (as when a relay on the path cuts
+    the stream and forges the FIN) without it. Returns our session and the stream's events."""
+    loop = asyncio.get_running_loop()
+    data_address = node_address(parse_prefix(helpers.PREFIX), mesh.data.public)
+    conn = LinkConnection.initiator(helpers.link_config(), key, mesh.relay.public)
+    reader, writer = await asyncio.open_connection("127.0.0.1", mesh.relay_port)
+    conn.start(loop.time())
+    await link_events_until(conn, reader, writer, lambda e: isinstance(e, HandshakeComplete))
+    session = EndToEndSession.initiator(helpers.NETWORK, key, mesh.data.public)
+    stream = conn.open_stream(data_address, 9)
+    conn.send_stream_data(stream, session.start())
+    seen = await link_events_until(conn, reader, writer, lambda e: isinstance(e, StreamData))
+    for event in seen:
+        if isinstance(event, StreamData):
+            session.receive(event.data)
+    assert session.established
+    request = session.encrypt(b"ECHO\nhello")
+    conn.send_stream_data(stream, request + session.close() if authenticated_close else request)
+    conn.end_stream(stream)
+    seen = await link_events_until(
+        conn, reader, writer, lambda e: isinstance(e, StreamEnded | StreamReset)
+    )
+    writer.close()
+    return session, seen
+
+
+def test_stream_end_without_end_to_end_close_is_a_logged_truncation(mesh: Mesh) -> None:
+    """A FIN that no end-to-end CLOSE precedes is what a relay cutting a stream short sends: the
+    service resets the stream (its target sees no clean end of file) and logs e2e_truncated.
+    With CLOSE the same exchange ends cleanly, and the service's own end carries its CLOSE."""
+    key = StaticKeyPair.generate()
+    encoded = helpers.encode_public_key(key.public)
+
+    def truncations() -> int:
+        return sum(
+            1
+            for e in mesh.data.security_events()
+            if e["event"] == "e2e_truncated" and e.get("peer_key") == encoded
+        )
+
+    session, seen = asyncio.run(echo_over_raw_link(mesh, key, authenticated_close=True))
+    echoed = b"".join(b"".join(session.receive(e.data)) for e in seen if isinstance(e, StreamData))
+    assert echoed == b"hello"
+    assert isinstance(seen[-1], StreamEnded)
+    session.receive_end()  # the service's FIN came after its CLOSE: no EndToEndTruncated
+    assert session.peer_closed
+
+    _, seen = asyncio.run(echo_over_raw_link(mesh, key, authenticated_close=False))
+    reset = seen[-1]
+    assert isinstance(reset, StreamReset), seen
+    assert reset.reason == "e2e_truncated"
+    helpers.wait_until(lambda: truncations() == 1, 5, "service e2e_truncated event")
 
 
 def test_client_and_services_exit_cleanly_on_sigterm(mesh: Mesh) -> None:

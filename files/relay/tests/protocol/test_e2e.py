@@ -6,6 +6,7 @@ import pytest
 from altmesh.protocol import (
     DecryptError,
     EndToEndSession,
+    EndToEndTruncated,
     HandshakeDecryptError,
     KeyRefused,
     MemoryReplayStore,
@@ -17,7 +18,7 @@ from altmesh.protocol import constants as C
 from altmesh.protocol import events as ev
 from altmesh.protocol.handshake import InitiatorHandshake, prologue
 
-from .helpers import destination, fixed_key, make_pair
+from .helpers import destination, fixed_key, make_pair, stream_bytes
 
 
 def sessions(
@@ -158,3 +159,99 @@ def test_a_failed_session_stays_dead() -> None:
     with pytest.raises(StreamStateError):
         service.encrypt(b"reply")
     assert not service.established
+
+
+def established_sessions() -> tuple[EndToEndSession, EndToEndSession]:
+    client, service = sessions()
+    service.receive(client.start())
+    client.receive(service.pending_output())
+    assert client.established and service.established
+    return client, service
+
+
+def relay_stream(client_bytes: bytes, keep: int | None) -> tuple[list[ev.Event], list[ev.Event]]:
+    """Carry `client_bytes` on a stream client -> relay -> service over two real links, then FIN.
+    The relay forwards the first `keep` bytes only (None: all), as a relay cutting the stream
+    short would; it then ends the stream towards the service with a FIN of its own."""
+    client_link = make_pair()  # client (initiator) -> relay (responder)
+    service_link = make_pair()  # relay (initiator) -> service (responder)
+    inbound = client_link.initiator.open_stream(destination(client_link), 80)
+    assert client_link.initiator.send_stream_data(inbound, client_bytes) == len(client_bytes)
+    client_link.initiator.end_stream(inbound)
+    client_link.pump()
+    at_relay = client_link.take("r")
+    received = stream_bytes(at_relay, inbound)
+    assert received == client_bytes
+    assert any(isinstance(e, ev.StreamEnded) for e in at_relay)
+    outbound = service_link.initiator.open_stream(destination(service_link), 80)
+    forwarded = received if keep is None else received[:keep]
+    service_link.initiator.send_stream_data(outbound, forwarded)
+    service_link.initiator.end_stream(outbound)  # a FIN the relay is free to forge
+    service_link.pump()
+    return at_relay, service_link.take("r")
+
+
+def service_side(events: list[ev.Event], service: EndToEndSession) -> bytes:
+    """What the service application does with its stream's events (as altmesh.net.stream)."""
+    plaintext = b""
+    for event in events:
+        if isinstance(event, ev.StreamData):
+            plaintext += b"".join(service.receive(event.data))
+        elif isinstance(event, ev.StreamEnded):
+            service.receive_end()
+    return plaintext
+
+
+def test_stream_end_is_authenticated_end_to_end_through_an_honest_relay() -> None:
+    client, service = established_sessions()
+    request = b"upload " * 20_000
+    sent = client.encrypt(request) + client.close()
+    _, at_service = relay_stream(sent, keep=None)
+    assert service_side(at_service, service) == request
+    assert service.peer_closed
+
+
+@pytest.mark.parametrize("cut", ["whole_messages", "inside_a_message", "only_the_close"])
+def test_relay_cutting_a_stream_short_with_its_own_fin_is_detected(cut: str) -> None:
+    client, service = established_sessions()
+    head, tail = b"A" * 70_000, b"B" * 70_000  # several e2e messages each
+    first = client.encrypt(head)
+    sent = first + client.encrypt(tail) + client.close()
+    keep = {
+        "whole_messages": len(first),
+        "inside_a_message": len(first) + 1000,
+        "only_the_close": len(sent) - (C.LENGTH_PREFIX_LEN + C.TAG_LEN),
+    }[cut]
+    _, at_service = relay_stream(sent, keep=keep)
+    with pytest.raises(EndToEndTruncated) as raised:
+        service_side(at_service, service)
+    assert raised.value.kind == "e2e_truncated"
+    assert not service.peer_closed
+    with pytest.raises(StreamStateError):  # dead, like any failed session
+        service.receive(b"")
+
+
+def test_fin_before_the_end_to_end_session_is_up_is_a_truncation() -> None:
+    client, service = sessions()
+    service.receive(client.start()[:50])
+    with pytest.raises(EndToEndTruncated):
+        service.receive_end()
+
+
+def test_nothing_may_follow_close() -> None:
+    client, service = established_sessions()
+    closing = client.close()
+    with pytest.raises(StreamStateError):
+        client.encrypt(b"more")
+    with pytest.raises(StreamStateError):
+        client.close()
+    assert service.receive(closing) == []
+    assert service.peer_closed
+    # A message sealed after CLOSE (a peer that ignores the rule) is refused.
+    forged_client, forged_service = established_sessions()
+    closing = forged_client.close()
+    assert forged_client._send is not None
+    sealed = forged_client._send.encrypt(b"x")
+    late = closing + len(sealed).to_bytes(2, "big") + sealed
+    with pytest.raises(StreamStateError):
+        forged_service.receive(late)

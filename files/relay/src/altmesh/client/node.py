@@ -17,7 +17,7 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -380,9 +380,26 @@ class ClientNode:
         e2e = EndToEndSession.initiator(
             self.config.network.name, self.keys[0], public_key, wallclock=self.wallclock
         )
+        stream.on_security = self._e2e_reporter(link, e2e)
         stream.attach(link, stream_id, e2e)
         self.live_streams.add(stream)
         stream.send_raw(e2e.start())
+
+    def _e2e_reporter(
+        self, link: LinkTransport, e2e: EndToEndSession
+    ) -> Callable[[ProtocolError], None]:
+        """Logs an end-to-end failure of one stream (handshake, decryption, truncation)."""
+
+        def report(error: ProtocolError) -> None:
+            self.events.emit(
+                ev.event_for_protocol_error(error, during_handshake=e2e.remote_static is None),
+                error.kind,
+                peer=link.peername,
+                peer_key=encode_public_key(e2e.remote_static) if e2e.remote_static else None,
+                detail=f"end-to-end: {error}",
+            )
+
+        return report
 
     def stream_done(self, stream: E2EStream) -> None:
         self.live_streams.discard(stream)
@@ -407,17 +424,7 @@ class ClientNode:
             replay_store=self.replay_store,
         )
         stream = ServiceStream(self, service.target)
-
-        def report(error: ProtocolError) -> None:
-            self.events.emit(
-                ev.event_for_protocol_error(error, during_handshake=True),
-                error.kind,
-                peer=link.peername,
-                peer_key=encode_public_key(e2e.remote_static) if e2e.remote_static else None,
-                detail=f"end-to-end: {error}",
-            )
-
-        stream.on_security = report
+        stream.on_security = self._e2e_reporter(link, e2e)
         stream.attach(link, event.stream_id, e2e)
         self.live_streams.add(stream)
 
@@ -518,10 +525,10 @@ class _ClientStream(E2EStream):
     def e2e_established(self) -> None:
         if self._open_timer is not None:
             self._open_timer.cancel()
-        self.start_flowing()
-        if self._pending_plain:
+        if self._pending_plain:  # before start_flowing, which may already end our direction
             data, self._pending_plain = self._pending_plain, b""
-            self.data_received(data)
+            self.queue_plaintext(data)
+        self.start_flowing()
 
     def stream_reset(self, reason: str) -> None:
         if not self.open:

@@ -5,6 +5,10 @@ link as far as the stream's credit allows; the rest waits in a queue and the loc
 being read until `StreamWritable` arrives. Data from the link is decrypted and written locally;
 it is acknowledged (credit returned to the far end) only while the local socket keeps up, so a
 slow local reader slows the far sender instead of filling memory.
+
+Each direction ends with the session's authenticated CLOSE followed by the link FIN. A FIN
+without CLOSE means someone on the path cut the stream short: the local socket is aborted (the
+application sees a reset, never a clean end of file) and a security event is logged.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class E2EStream(asyncio.Protocol):
         self._out_bytes = 0
         self._local_eof = False
         self._fin_sent = False
+        self._close_queued = False
         self._fin_received = False
         self._local_reading_paused = False
         self._local_write_paused = False
@@ -81,6 +86,14 @@ class E2EStream(asyncio.Protocol):
             self._out_bytes += len(data)
             self._pump()
 
+    def queue_plaintext(self, data: bytes) -> None:
+        """Encrypt local bytes and queue them (sent by the next `_pump`)."""
+        assert self.e2e is not None
+        self.counters.bytes_out += len(data)
+        ciphertext = self.e2e.encrypt(data)
+        self._out.append(ciphertext)
+        self._out_bytes += len(ciphertext)
+
     def _pump(self) -> None:
         link = self.link
         if link is None or link.closed or self.finished:
@@ -89,6 +102,13 @@ class E2EStream(asyncio.Protocol):
         sid = self.stream_id
         out = self._out
         try:
+            if self._local_eof and self.open and not self._close_queued:
+                # After every data message: the far end accepts our FIN only after this.
+                assert self.e2e is not None
+                self._close_queued = True
+                closing = self.e2e.close()
+                out.append(closing)
+                self._out_bytes += len(closing)
             while out:
                 chunk = out[0]
                 accepted = conn.send_stream_data(sid, chunk)
@@ -163,6 +183,12 @@ class E2EStream(asyncio.Protocol):
 
     def stream_ended(self) -> None:
         self._fin_received = True
+        assert self.e2e is not None
+        try:
+            self.e2e.receive_end()  # FIN is a link record: only CLOSE proves the end
+        except ProtocolError as error:
+            self.e2e_failed(error)
+            return
         if self.local is not None and not self.local.is_closing():
             if self.local.can_write_eof():
                 self.local.write_eof()
@@ -206,13 +232,18 @@ class E2EStream(asyncio.Protocol):
             self.local.write(chunk)
             self.counters.bytes_in += len(chunk)
         self._early_plaintext.clear()
+        # The far end may have finished its direction before we connected.
+        if self._fin_received and not self.finished and self.local.can_write_eof():
+            self.local.write_eof()
 
     def data_received(self, data: bytes) -> None:
         if not self.open or self.e2e is None:
             self.early_data(data)
             return
-        self.counters.bytes_out += len(data)
-        self.send_raw(self.e2e.encrypt(data))
+        if self._close_queued:  # cannot happen: asyncio reads nothing after end of file
+            return
+        self.queue_plaintext(data)
+        self._pump()
 
     def early_data(self, data: bytes) -> None:
         """Bytes from the local socket before the stream is open (SOCKS negotiation)."""

@@ -4,6 +4,12 @@ Relays forward the stream's bytes and see only ciphertext. Inside the stream the
 link's framing (2-byte big-endian length + Noise message) with their own prologue
 (`altmesh-e2e`, version, network), so a link handshake can never be used as an end-to-end one or
 the other way round. See docs/protocol.md, "End-to-end sessions".
+
+The end of each direction is authenticated: a sender's last message is CLOSE (an empty
+plaintext, sealed like any other message), and a receiver treats the stream's FIN without a CLOSE
+before it as truncation (`EndToEndTruncated`). FIN itself is a link record that every relay on
+the path can forge, so without CLOSE a relay could cut a stream short and the application would
+take the shortened bytes for the whole.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable, Sequence
 from altmesh.protocol import constants as C
 from altmesh.protocol.errors import (
     BadLength,
+    EndToEndTruncated,
     HandshakeError,
     KeyRefused,
     ProtocolError,
@@ -93,6 +100,9 @@ class EndToEndSession:
         )
         self._started = False
         self._failed = False
+        self._proven = False  # the handshake completed: _remote_static is the peer's key
+        self._close_sent = False
+        self._close_received = False
 
     @classmethod
     def initiator(
@@ -183,9 +193,13 @@ class EndToEndSession:
             frame = view[offset + C.LENGTH_PREFIX_LEN : frame_end]
             offset = frame_end
             if self._receive is not None:
+                if self._close_received:
+                    raise StreamStateError("end-to-end message after the peer's CLOSE")
                 plaintext = self._receive.decrypt(frame)
                 if plaintext:
                     chunks.append(plaintext)
+                else:  # the empty plaintext is CLOSE: the peer's authenticated end
+                    self._close_received = True
             elif self._responder is not None:
                 self._receive_init(bytes(frame))
             else:
@@ -196,6 +210,8 @@ class EndToEndSession:
         """Framed ciphertext of `plaintext` (split into messages of at most 65519 bytes)."""
         if self._send is None:
             raise StreamStateError("end-to-end session not established (or failed)")
+        if self._close_sent:
+            raise StreamStateError("end-to-end session already sent CLOSE")
         send = self._send
         parts: list[bytes] = []
         view = memoryview(plaintext)
@@ -205,6 +221,37 @@ class EndToEndSession:
             parts.append(len(ciphertext).to_bytes(2, "big"))
             parts.append(ciphertext)
         return b"".join(parts)
+
+    def close(self) -> bytes:
+        """Framed CLOSE: our direction ends here. Send it, after all data, before the stream's
+        FIN; the peer refuses a FIN without it (truncation). `encrypt` may not be used after."""
+        if self._send is None:
+            raise StreamStateError("end-to-end session not established (or failed)")
+        if self._close_sent:
+            raise StreamStateError("end-to-end session already sent CLOSE")
+        self._close_sent = True
+        return _frame(self._send.encrypt(b""))
+
+    def receive_end(self) -> None:
+        """The stream's FIN arrived: the peer's direction ended. Raises EndToEndTruncated unless
+        the peer's CLOSE came first and no partial message is left (the session is then dead,
+        as after any ProtocolError from `receive`)."""
+        if self._failed:
+            raise StreamStateError("end-to-end session failed earlier")
+        if self._close_received and not self._inbound:
+            return
+        self._failed = True
+        self._send = self._receive = None
+        if self._inbound:
+            raise EndToEndTruncated(
+                f"stream ended inside an end-to-end message ({len(self._inbound)} bytes of it)"
+            )
+        raise EndToEndTruncated("stream ended without the end-to-end CLOSE")
+
+    @property
+    def peer_closed(self) -> bool:
+        """Whether the peer's authenticated CLOSE was received (its direction is complete)."""
+        return self._close_received
 
     def pending_output(self) -> bytes:
         """Bytes the session itself must send (the responder's handshake reply); drains."""
@@ -220,10 +267,9 @@ class EndToEndSession:
     @property
     def remote_static(self) -> bytes | None:
         """The peer's proven static key: None until the handshake completed on this side
-        (responder: after message 1, initiator: after message 2)."""
-        if self._send is None:
-            return None
-        return self._remote_static
+        (responder: after message 1, initiator: after message 2); kept after a failure, so the
+        failure can name the peer."""
+        return self._remote_static if self._proven else None
 
     # ---------------------------------------------------------------- internals
     def _check_length(self, length: int) -> None:
@@ -260,6 +306,7 @@ class EndToEndSession:
         self._remote_static = remote
         self._send = TransportCipher(keys.send_key, 0.0, 0)
         self._receive = TransportCipher(keys.receive_key, 0.0, 0)
+        self._proven = True
 
     def _receive_response(self, message: bytes) -> None:
         initiator = self._initiator
@@ -270,6 +317,7 @@ class EndToEndSession:
         _check_version(*_RESPONSE_PAYLOAD.unpack(payload))
         self._send = TransportCipher(keys.send_key, 0.0, 0)
         self._receive = TransportCipher(keys.receive_key, 0.0, 0)
+        self._proven = True
 
 
 def _frame(message: bytes) -> bytes:

@@ -113,6 +113,13 @@ class FlowControlError(ProtocolError):
     kind = "flow_control"
 
 
+class EndToEndTruncated(ProtocolError):
+    """A stream ended (link FIN) without the end-to-end session's authenticated CLOSE: a relay
+    (or anyone on the path) cut the stream short."""
+
+    kind = "e2e_truncated"
+
+
 class StreamStateError(ProtocolError):
     """A stream record does not fit the stream's state (unknown id, data after FIN, reuse)."""
 
