@@ -8,7 +8,8 @@ database per session, emptied after every test.
 - create_user(role, username=None) -> Credentials; login(client, credentials).
 - admin_client / operator_client / viewer_client: test clients already logged in.
 - relay_token(relay_name) -> str: a fresh relay API token.
-- live_server_factory(**settings) / live_server: the app under gunicorn on a free loopback port.
+- live_server_factory(**settings) / live_server: the app under gunicorn on a loopback socket the
+  test binds first and hands over (no race for a port).
 - browser / page: Debian's Chromium through Playwright, headless.
 """
 
@@ -49,13 +50,25 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+BROWSER_TIMEOUT_MS = 30_000
 TEST_SECRET_KEY = "test-secret-key-" + secrets.token_hex(16)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A TCP socket already bound to a free loopback port and listening, to hand to a server
+    (gunicorn --bind fd://N): choosing a free port and letting the server bind it later is a
+    race another process on a busy machine can win."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def gunicorn_bind_arguments(sock: socket.socket) -> tuple[list[str], str]:
+    """gunicorn's --bind for an inherited socket, and the URL it serves on."""
+    port = int(sock.getsockname()[1])
+    return ["--bind", f"fd://{sock.fileno()}"], f"http://127.0.0.1:{port}"
 
 
 def using_postgresql() -> bool:
@@ -250,9 +263,13 @@ def live_server_factory(
     """Start the dashboard under gunicorn on 127.0.0.1:<free port>; extra keyword arguments
     become ALTMESH_DASHBOARD_* settings. The `app` fixture has already migrated the database."""
     processes: list[subprocess.Popen[bytes]] = []
+    sockets: list[socket.socket] = []
 
     def start(workers: int = 2, **settings: Any) -> LiveServer:
-        port = free_port()
+        sock = listening_socket()
+        sockets.append(sock)
+        bind, url = gunicorn_bind_arguments(sock)
+        port = int(sock.getsockname()[1])
         env = {
             key: value
             for key, value in os.environ.items()
@@ -274,8 +291,7 @@ def live_server_factory(
                     sys.executable,
                     "-m",
                     "gunicorn",
-                    "--bind",
-                    f"127.0.0.1:{port}",
+                    *bind,
                     "--workers",
                     str(workers),
                     "--access-logfile",
@@ -288,19 +304,20 @@ def live_server_factory(
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=tmp_path,
+                pass_fds=(sock.fileno(),),
             )
         processes.append(process)
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"gunicorn exited early:\n{log_path.read_text()}")
             try:
+                # The socket listens from the start, so this waits in its backlog until a
+                # worker has booted; a timeout only means the workers are still booting.
                 if requests.get(url + "/health", timeout=5).status_code == 200:
                     return LiveServer(url, process.pid, log_path)
-            except requests.RequestException:  # not listening yet, or still booting
-                pass
-            time.sleep(0.1)
+            except requests.RequestException:
+                time.sleep(0.1)
         raise AssertionError(f"gunicorn did not answer /health in 60 s:\n{log_path.read_text()}")
 
     try:
@@ -308,6 +325,8 @@ def live_server_factory(
     finally:
         for process in processes:
             _stop(process)
+        for sock in sockets:
+            sock.close()
 
 
 @pytest.fixture
@@ -319,8 +338,10 @@ def live_server(live_server_factory: Callable[..., LiveServer]) -> LiveServer:
 def browser() -> Iterator[Any]:
     """Chromium for one test module. Not session-wide: while Playwright's sync API is active it
     keeps an event loop running in the main thread, which breaks asyncio.run() in later tests."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect(...) retries until this deadline: generous, because CI runs on a loaded 2-core host.
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
@@ -334,7 +355,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context()
-    context.set_default_timeout(15_000)
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
     try:
         yield context.new_page()
     finally:

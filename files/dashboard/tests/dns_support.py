@@ -151,8 +151,10 @@ def silent_tcp_port() -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses TCP connections: bound but not listening, and held for the
+    block, so no other process can start listening on it meanwhile (a released port could be)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])

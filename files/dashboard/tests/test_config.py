@@ -123,24 +123,20 @@ def test_flask_cli_prints_the_problem_without_a_traceback(tmp_path: Path) -> Non
 
 
 def test_gunicorn_refuses_to_start_with_a_clear_message(tmp_path: Path) -> None:
-    from conftest import free_port  # the same helper the live server uses
+    from conftest import gunicorn_bind_arguments, listening_socket  # as the live server
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{free_port()}",
-            "altmesh_dashboard.wsgi:app",
-        ],
-        env=_clean_env(ALTMESH_DASHBOARD_SECRET_KEY="short"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    with listening_socket() as sock:
+        bind, _url = gunicorn_bind_arguments(sock)
+        result = subprocess.run(
+            [sys.executable, "-m", "gunicorn", *bind, "altmesh_dashboard.wsgi:app"],
+            env=_clean_env(ALTMESH_DASHBOARD_SECRET_KEY="short"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
+            pass_fds=(sock.fileno(),),
+        )
     assert result.returncode != 0
     assert "SECRET_KEY: must be at least 32 characters" in result.stderr
     assert "Traceback" not in result.stderr

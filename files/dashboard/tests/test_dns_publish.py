@@ -303,10 +303,11 @@ def test_reregistration_replaces_a_relays_old_endpoints_and_keeps_other_relays(
 def test_registration_succeeds_and_reports_it_when_dns_is_down(
     make_app: Callable[..., Flask], lab: DnsLab, relay_token: Callable[[str], str]
 ) -> None:
-    app = make_app(**lab.settings(DNS_PORT=closed_port()))
-    client = app.test_client()
     token = relay_token("relay-1")
-    result = _register(client, token, "relay-1", [{"host": "192.0.2.10", "port": 7000}], PUBLIC_KEY)
+    with closed_port() as port:
+        app = make_app(**lab.settings(DNS_PORT=port))
+        endpoints = [{"host": "192.0.2.10", "port": 7000}]
+        result = _register(app.test_client(), token, "relay-1", endpoints, PUBLIC_KEY)
     assert result["dns"].startswith("failed: ")
     assert "refused the connection" in result["dns"]
 

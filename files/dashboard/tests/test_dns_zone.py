@@ -478,10 +478,10 @@ def test_server_not_listening_gives_a_connection_refused_message(
     login: Callable[..., None],
     csrf_token_in: Callable[[str], str],
 ) -> None:
-    port = closed_port()
-    app = make_app(**lab.settings(DNS_PORT=port))
-    client = _logged_in(app, "operator", create_user, login)
-    status, html = _add(client, csrf_token_in, name="x", rdata="192.0.2.1")
+    with closed_port() as port:
+        app = make_app(**lab.settings(DNS_PORT=port))
+        client = _logged_in(app, "operator", create_user, login)
+        status, html = _add(client, csrf_token_in, name="x", rdata="192.0.2.1")
     assert status == 400
     assert f"127.0.0.1 port {port} refused the connection" in html
     assert "check DNS_SERVER and DNS_PORT" in html
@@ -510,10 +510,10 @@ def test_status_page_explains_an_unreachable_control_channel(
     create_user: Callable[..., Any],
     login: Callable[..., None],
 ) -> None:
-    port = closed_port()
-    app = make_app(**lab.settings(RNDC_PORT=port))
-    client = _logged_in(app, "viewer", create_user, login)
-    response = client.get("/dns/status")
+    with closed_port() as port:
+        app = make_app(**lab.settings(RNDC_PORT=port))
+        client = _logged_in(app, "viewer", create_user, login)
+        response = client.get("/dns/status")
     html = response.get_data(as_text=True)
     assert response.status_code == 502
     assert f"rndc could not reach named at 127.0.0.1 port {port}" in html

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import free_port
+from conftest import gunicorn_bind_arguments, listening_socket
 from sqlalchemy import create_engine, inspect
 
 
@@ -20,7 +20,8 @@ def test_packaged_config_migrates_once_and_serves_with_two_workers(
     base_config: dict[str, Any], tmp_path: Path
 ) -> None:
     # No app fixture ran, so on SQLite this database is still empty: gunicorn must migrate it.
-    port = free_port()
+    sock = listening_socket()
+    bind, url = gunicorn_bind_arguments(sock)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALTMESH_DASHBOARD_")}
     env.update(
         {
@@ -38,21 +39,21 @@ def test_packaged_config_migrates_once_and_serves_with_two_workers(
                 "gunicorn",
                 "-c",
                 "python:altmesh_dashboard.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{port}",
+                *bind,
                 "altmesh_dashboard.wsgi:app",
             ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
+            pass_fds=(sock.fileno(),),
         )
     try:
         deadline = time.monotonic() + 60
         status = None
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                status = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code
+                status = requests.get(url + "/health", timeout=5).status_code
                 break
             except requests.RequestException:
                 time.sleep(0.2)
@@ -69,3 +70,4 @@ def test_packaged_config_migrates_once_and_serves_with_two_workers(
     finally:
         os.kill(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+        sock.close()
