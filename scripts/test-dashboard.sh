@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dashboard's test suite, twice: on SQLite (with the real-browser tests), then on a throwaway
-# PostgreSQL 15 cluster from Debian's packages, started on a free loopback port in a temporary
-# directory and stopped by pg_ctl (and by PID as a last resort) even when the tests fail.
+# PostgreSQL 15 cluster from Debian's packages, listening only on a Unix socket in a temporary
+# directory (no TCP port to choose, so no race with other processes for one) and stopped by
+# pg_ctl (and by PID as a last resort) even when the tests fail or are interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,7 +16,6 @@ echo "== dashboard tests on SQLite (with browser tests)"
 
 [ -x "$pg_bin/initdb" ] || { echo "PostgreSQL 15 is missing: run 'make host'" >&2; exit 1; }
 pg_dir=$(mktemp -d /tmp/altmesh-dashboard-pg.XXXXXX)
-port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_postgres=()
 if [ "$(id -u)" = 0 ]; then
   chown postgres: "$pg_dir"
@@ -32,11 +32,12 @@ stop_postgres() {
   rm -rf "$pg_dir"
 }
 trap stop_postgres EXIT
+trap 'exit 130' INT TERM  # so that the EXIT trap stops PostgreSQL on an interrupt too
 
 "${as_postgres[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 \
   --no-instructions >"$pg_dir/initdb.log"
 "${as_postgres[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/postgres.log" -w -t 60 \
-  -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-echo "== dashboard tests on PostgreSQL 15 (127.0.0.1:$port)"
-(cd files/dashboard && DASHBOARD_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres" \
+  -o "-k $pg_dir -c listen_addresses='' -c fsync=off" start >/dev/null
+echo "== dashboard tests on PostgreSQL 15 (Unix socket in $pg_dir)"
+(cd files/dashboard && DASHBOARD_TEST_DATABASE_URL="postgresql+psycopg://postgres@/postgres?host=$pg_dir" \
   "${pytest[@]}" tests --ignore=tests/browser "$@")
