@@ -34,7 +34,7 @@ from dns_support import (
     closed_port,
     dns_lab,
     query,
-    soa_serial,
+    update_serial,
     wait_for_answer,
 )
 from flask import Flask
@@ -186,10 +186,10 @@ def test_heartbeat_with_a_different_load_changes_the_srv_weight_and_jitter_does_
     assert wait_for_answer(named, "_altmesh._tcp.alt.", "SRV", expected) == expected
     assert wait_for_answer(named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
 
-    serial = soa_serial(named)
+    serial = update_serial(named)
     _heartbeat(client, token, 0.91)  # same weight bucket: nothing may be sent
     _heartbeat(client, token, 0.88)
-    assert soa_serial(named) == serial
+    assert update_serial(named) == serial
     assert query(named, "_altmesh._tcp.alt.", "SRV") == expected
 
     _heartbeat(client, token, 0.1)
@@ -242,9 +242,9 @@ def test_the_published_weight_is_kept_in_the_database_for_every_worker(
     assert wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
 
     other_worker_app = make_app(**lab.settings())
-    serial = soa_serial(lab.named)
+    serial = update_serial(lab.named)
     _heartbeat(other_worker_app.test_client(), token, 0.92)  # same bucket: nothing to send
-    assert soa_serial(lab.named) == serial
+    assert update_serial(lab.named) == serial
     _heartbeat(other_worker_app.test_client(), token, 0.5)
     assert _stored_weight(dns_app, "relay-1") == 50
     expected = ["0 50 7000 ep0.relay-1.alt."]

@@ -28,7 +28,7 @@ from dns_support import (
     dns_lab,
     query,
     silent_tcp_port,
-    soa_serial,
+    update_serial,
     wait_for_answer,
     wait_for_axfr,
 )
@@ -316,13 +316,13 @@ def test_invalid_input_is_rejected_before_anything_is_sent(
     message: str,
 ) -> None:
     before = axfr(lab.named, lab.secret)
-    serial = soa_serial(lab.named)
+    serial = update_serial(lab.named)
     status, html = _add(operator, csrf_token_in, **fields)
     html = unescape(html)
     assert status == 400
     assert f"{field_label}: " in html and message in html
     assert axfr(lab.named, lab.secret) == before
-    assert soa_serial(lab.named) == serial
+    assert update_serial(lab.named) == serial
 
 
 # --------------------------------------------------------------- server refusals
