@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from altmesh_dashboard.db import get_session
-from altmesh_dashboard.models import AuditEntry, LoginFailure, User
+from altmesh_dashboard.models import AuditEntry, LoginFailure, LoginSession, User
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -69,6 +70,77 @@ def test_login_redirects_only_to_local_paths(
     )
     response = _post_login(client, csrf_token_in, user.username, user.password, next_url="/events/")
     assert response.headers["Location"] == "/events/"
+
+
+def _copy_session_cookie(source: FlaskClient, target: FlaskClient) -> str:
+    """What a thief does with a captured cookie: present it from another client."""
+    name = source.application.config["SESSION_COOKIE_NAME"]
+    cookie = source.get_cookie(name)
+    assert cookie is not None
+    target.set_cookie(name, cookie.value)
+    return cookie.value
+
+
+def test_a_session_cookie_captured_before_logout_is_refused_after_it(
+    app: Flask, create_user: Callable, csrf_token_in: Callable
+) -> None:
+    victim = app.test_client()
+    user = create_user("admin")
+    assert _post_login(victim, csrf_token_in, user.username, user.password).status_code == 302
+    thief = app.test_client()
+    _copy_session_cookie(victim, thief)
+    assert thief.get("/relays/").status_code == 200  # the copy works while the login lasts
+
+    token = csrf_token_in(victim.get("/relays/").get_data(as_text=True))
+    assert victim.post("/auth/logout", data={"csrf_token": token}).status_code == 302
+    response = thief.get("/relays/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth/login")
+    assert thief.get("/auth/users").status_code == 302  # nor the admin pages
+    with app.app_context():
+        assert get_session().scalars(select(LoginSession)).all() == []
+
+
+def test_logout_ends_only_that_session_and_ids_are_stored_hashed(
+    app: Flask, create_user: Callable, csrf_token_in: Callable
+) -> None:
+    user = create_user("viewer")
+    laptop, phone = app.test_client(), app.test_client()
+    for client in (laptop, phone):
+        assert _post_login(client, csrf_token_in, user.username, user.password).status_code == 302
+    with app.app_context():
+        stored = {row.id_hash for row in get_session().scalars(select(LoginSession))}
+    assert len(stored) == 2
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    laptop_cookie = laptop.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert laptop_cookie is not None
+    session_id = serializer.loads(laptop_cookie.value)["sid"]
+    assert session_id not in stored  # only its SHA-256 is kept
+    assert hashlib.sha256(session_id.encode()).hexdigest() in stored
+
+    token = csrf_token_in(laptop.get("/relays/").get_data(as_text=True))
+    laptop.post("/auth/logout", data={"csrf_token": token})
+    assert laptop.get("/relays/").status_code == 302
+    assert phone.get("/relays/").status_code == 200  # the other login goes on
+
+
+def test_a_session_older_than_its_lifetime_is_refused_on_the_server(
+    make_app: Callable[..., Flask], create_user: Callable, csrf_token_in: Callable
+) -> None:
+    """Even a cookie whose own expiry was tampered with or ignored stops working."""
+    import datetime as dt
+
+    app = make_app(SESSION_LIFETIME_SECONDS=3600)
+    client = app.test_client()
+    user = create_user("viewer")
+    assert _post_login(client, csrf_token_in, user.username, user.password).status_code == 302
+    assert client.get("/relays/").status_code == 200
+    with app.app_context():
+        session = get_session()
+        for row in session.scalars(select(LoginSession)):
+            row.created_at -= dt.timedelta(seconds=3601)
+        session.commit()
+    assert client.get("/relays/").status_code == 302
 
 
 def test_login_without_csrf_token_is_refused(client: FlaskClient, create_user: Callable) -> None:

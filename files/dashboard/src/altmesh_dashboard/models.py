@@ -72,6 +72,18 @@ class User(Base):
         return {"username": self.username, "role": self.role, "disabled": self.disabled}
 
 
+class LoginSession(Base):
+    """A login, so that it can be ended on the server: the session cookie carries a random id,
+    stored here only as its SHA-256 (like API tokens), and a request is authenticated only while
+    the row exists. Logout deletes it, so a cookie copied before logout is worthless after it."""
+
+    __tablename__ = "login_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class LoginFailure(Base):
     """One failed login, kept for the throttling window (shared by every gunicorn worker)."""
 

@@ -3,15 +3,19 @@ endpoint needs a login unless it is explicitly marked public or relay-token-auth
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import hashlib
+import secrets
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
-from flask import Flask, abort, g, jsonify, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy import delete
 from werkzeug.local import LocalProxy
 
-from altmesh_dashboard.models import ROLES, User
+from altmesh_dashboard.models import ROLES, LoginSession, User, utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,7 +30,7 @@ def load_current_user() -> User | None:
 
         user: User | None = None
         user_id = session.get("user_id")
-        if isinstance(user_id, int):
+        if isinstance(user_id, int) and _login_session_is_live(user_id):
             candidate = get_session().get(User, user_id)
             # A changed role or password invalidates older sessions.
             if (
@@ -37,6 +41,55 @@ def load_current_user() -> User | None:
                 user = candidate
         g.current_user = user
     return cast(User | None, g.current_user)
+
+
+def _hash_session_id(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _login_session_is_live(user_id: int) -> bool:
+    """The cookie's login id names a row of this user that logout has not deleted and that is
+    younger than SESSION_LIFETIME_SECONDS (a signed cookie alone is not enough)."""
+    from altmesh_dashboard.db import get_session
+
+    session_id = session.get("sid")
+    if not isinstance(session_id, str):
+        return False
+    row = get_session().get(LoginSession, _hash_session_id(session_id))
+    if row is None or row.user_id != user_id:
+        return False
+    lifetime = dt.timedelta(seconds=current_app.config["SESSION_LIFETIME_SECONDS"])
+    return utcnow() - row.created_at <= lifetime
+
+
+def start_login_session(user: User) -> None:
+    """Begin a fresh session for `user` (nothing from before the login carries over), recorded
+    on the server; expired logins are deleted on the way. The caller commits."""
+    from altmesh_dashboard.db import get_session
+
+    db = get_session()
+    lifetime = dt.timedelta(seconds=current_app.config["SESSION_LIFETIME_SECONDS"])
+    db.execute(delete(LoginSession).where(LoginSession.created_at < utcnow() - lifetime))
+    session_id = secrets.token_urlsafe(32)
+    db.add(LoginSession(id_hash=_hash_session_id(session_id), user_id=user.id))
+    session.clear()
+    session.permanent = True
+    session["user_id"] = user.id
+    session["auth_stamp"] = auth_stamp(user)
+    session["sid"] = session_id
+
+
+def end_login_session() -> None:
+    """Logout: delete the session's server-side record, so its cookie (or a copy of it) no
+    longer authenticates anyone, and clear the cookie. The caller commits."""
+    from altmesh_dashboard.db import get_session
+
+    session_id = session.get("sid")
+    if isinstance(session_id, str):
+        get_session().execute(
+            delete(LoginSession).where(LoginSession.id_hash == _hash_session_id(session_id))
+        )
+    session.clear()
 
 
 current_user: User | None = cast(User | None, LocalProxy(load_current_user))

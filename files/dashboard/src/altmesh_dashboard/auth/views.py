@@ -13,7 +13,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -24,11 +23,12 @@ from wtforms.validators import DataRequired, Length
 
 from altmesh_dashboard import audit
 from altmesh_dashboard.auth.access import (
-    auth_stamp,
     current_user,
+    end_login_session,
     login_required,
     public,
     role_required,
+    start_login_session,
 )
 from altmesh_dashboard.auth.passwords import (
     hash_password,
@@ -90,11 +90,8 @@ def login() -> ResponseReturnValue:
         user.last_login_at = utcnow()
         forget_failures(db, username, current_app.config)
         audit.record_audit(user, "login", f"user:{user.username}", None, None, commit=False)
+        start_login_session(user)
         db.commit()
-        session.clear()  # a fresh session: nothing from before the login carries over
-        session.permanent = True
-        session["user_id"] = user.id
-        session["auth_stamp"] = auth_stamp(user)
         LOGINS.labels(result="success").inc()
         log.info("user %r logged in from %s", username, remote_addr)
         return redirect(_safe_next(request.args.get("next")))
@@ -109,7 +106,8 @@ class LogoutForm(FlaskForm):
 @bp.post("/logout")
 @login_required
 def logout() -> ResponseReturnValue:
-    session.clear()
+    end_login_session()
+    get_session().commit()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
 
