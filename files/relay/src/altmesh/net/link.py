@@ -3,6 +3,18 @@
 The hot path is `BufferedProtocol`: the loop reads straight into a preallocated buffer, the core
 decrypts, and writes are coalesced per loop iteration (`kick()`), so many records leave in one
 `send()`. Timers come only from `next_timer_deadline()`; there is no polling.
+
+Backpressure: while the transport's write buffer is above its high-water mark (asyncio's
+`pause_writing`, at WRITE_HIGH_WATER), the socket is not read either. Everything we send in
+answer to the peer (PONG, WINDOW, rekey replies, the applications' answers) then waits until the
+peer reads, so a peer that sends and never reads cannot grow our write buffer without bound.
+
+Two nodes that both write more than the other reads would then wait on each other for ever.
+Hence the high-water mark is far above asyncio's default (64 KiB): honest traffic is bounded by
+the peer's flow-control credit and seldom buffers that much. And while paused, one read is let
+in every READ_PROBE_INTERVAL seconds (each probe drains the peer a little), as long as the write
+buffer is below READ_PROBE_MAX_BUFFER: a peer that never reads makes us hold at most that much
+plus the answers to one read.
 """
 
 from __future__ import annotations
@@ -18,6 +30,11 @@ from altmesh.protocol import LinkConnection, ProtocolError
 log = logging.getLogger(__name__)
 
 READ_BUFFER_SIZE = 256 * 1024
+# While reading is paused for write backpressure, let one read in this often (see above).
+READ_PROBE_INTERVAL = 1.0
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+WRITE_LOW_WATER = 1024 * 1024
+READ_PROBE_MAX_BUFFER = 2 * WRITE_HIGH_WATER
 
 
 class LinkHandler(Protocol):
@@ -57,6 +74,8 @@ class LinkTransport(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._lost_reported = False
+        self._reading_paused = False
+        self._probe: asyncio.TimerHandle | None = None
         self.established_waiter: asyncio.Future[None] = self.loop.create_future()
 
     # ------------------------------------------------------------------ asyncio protocol
@@ -64,6 +83,7 @@ class LinkTransport(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
         self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER)
         peer = transport.get_extra_info("peername")
         if peer:
             host, port = peer[0], peer[1]
@@ -81,6 +101,8 @@ class LinkTransport(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.closed:
             return
+        if self.write_paused and not self._reading_paused:  # a probe read: pause again
+            self._pause_reading()
         try:
             self.conn.receive_data(bytes(self._view[:nbytes]), monotonic())
         except ProtocolError as error:
@@ -95,13 +117,46 @@ class LinkTransport(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        self._cancel_probe()
         self._lost(f"connection lost: {exc}" if exc else "connection closed")
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._cancel_probe()
+        if self._reading_paused:
+            self._reading_paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _pause_reading(self) -> None:
+        transport = self.transport
+        if self._reading_paused or transport is None or transport.is_closing():
+            return
+        transport.pause_reading()
+        self._reading_paused = True
+        self._cancel_probe()
+        self._probe = self.loop.call_later(READ_PROBE_INTERVAL, self._probe_read)
+
+    def _probe_read(self) -> None:
+        """Still paused after READ_PROBE_INTERVAL: let one read in (buffer_updated pauses again)."""
+        self._probe = None
+        if self.closed or not self._reading_paused or self.transport is None:
+            return
+        if self.transport.get_write_buffer_size() >= READ_PROBE_MAX_BUFFER:
+            self._probe = self.loop.call_later(READ_PROBE_INTERVAL, self._probe_read)
+            return
+        self._reading_paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _cancel_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
 
     # ------------------------------------------------------------------ driving the core
 
@@ -209,6 +264,7 @@ class LinkTransport(asyncio.BufferedProtocol):
         self._lost_reported = True
         self.closed = True
         self._cancel_timer()
+        self._cancel_probe()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         if not self.established_waiter.done():
