@@ -185,6 +185,13 @@ class ZoneClient:
             f"the zone {origin} is not served by {self.server}:{self.port} ({last_problem})"
         )
 
+    def is_served(self, origin: Any) -> bool:
+        try:
+            self.wait_until_served(origin, time.monotonic() + 1.0)
+        except RecordError:
+            return False
+        return True
+
     def current(self, name: str, rdtype: str) -> tuple[int, set[Any]] | None:
         response = self.query(name, rdtype)
         if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
@@ -259,9 +266,12 @@ def reconcile(module: AnsibleModule) -> dict[str, Any]:
     params = module.params
     origin = dns.name.from_text(params["zone"])
     wanted = desired_rrsets(params["records"], origin, params["default_ttl"])
-    keyring, key_name, algorithm = read_tsig_key(params["key_file"])
     client = ZoneClient(params["server"], params["port"], 5.0)
+    if module.check_mode and not client.is_served(origin):
+        # a first run in check mode: nothing to compare with yet
+        return {"changed": True, "msg": f"{origin} is not served yet: every record would be added"}
     client.wait_until_served(origin, time.monotonic() + params["timeout"])
+    keyring, key_name, algorithm = read_tsig_key(params["key_file"])
 
     previously_managed = read_state(params["state_file"])
     to_check = set(wanted) | (previously_managed if params["prune"] else set())
