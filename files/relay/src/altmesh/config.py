@@ -48,6 +48,7 @@ class LinkTuning:
     rekey_after_messages: int = 2**28
     reject_after_seconds: float = 180.0
     keepalive_seconds: float = 15.0
+    handshake_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         rekey_after_messages=link_table.integer("rekey_after_messages", 2**28, 16, 2**28),
         reject_after_seconds=link_table.number("reject_after_seconds", 180.0, 2.0, 180.0),
         keepalive_seconds=link_table.number("keepalive_seconds", 15.0, 1.0, 3600.0),
+        handshake_timeout_seconds=link_table.number("handshake_timeout_seconds", 10.0, 1.0, 60.0),
     )
     if link.reject_after_seconds <= link.rekey_after_seconds:
         raise link_table.error(

@@ -75,9 +75,15 @@ def test_client_config_loads_relays_dns_and_forwards(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, CLIENT))
     assert config.relays[0].address.host == "::1"
     assert config.link.rekey_after_seconds == 5
+    assert config.link.handshake_timeout_seconds == 10.0  # the default
     assert config.client is not None
     assert str(config.client.forwards[0]) == "8080:web.alt:80"
     assert config.client.control_socket == Path("/var/lib/altmesh/control.sock")
+
+
+def test_handshake_timeout_is_configurable(tmp_path: Path) -> None:
+    text = CLIENT.replace("rekey_after_seconds = 5", "handshake_timeout_seconds = 2.5")
+    assert load_config(write(tmp_path, text)).link.handshake_timeout_seconds == 2.5
 
 
 @pytest.mark.parametrize(
@@ -119,6 +125,11 @@ def test_relay_config_errors_name_the_field(
         ((ANCHOR, "com. IN DS 1 13 2 AB"), "dns.trust_anchor", "must be alt."),
         (('address = "[::1]:7400"', 'address = "::1:7400"'), "relays[0].address", "[ADDRESS]"),
         (("[[relays]]", "[[relay]]"), "relays", "at least one [[relays]]"),
+        (
+            ("rekey_after_seconds = 5", "rekey_after_seconds = 5\nhandshake_timeout_seconds = 0"),
+            "link.handshake_timeout_seconds",
+            "outside 1..60",
+        ),
     ],
 )
 def test_client_config_errors_name_the_field(

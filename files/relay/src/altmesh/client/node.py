@@ -100,6 +100,7 @@ def link_config(config: Config) -> LinkConfig:
         rekey_after_messages=config.link.rekey_after_messages,
         reject_after_time=config.link.reject_after_seconds,
         keepalive_interval=config.link.keepalive_seconds,
+        handshake_timeout=config.link.handshake_timeout_seconds,
     )
 
 

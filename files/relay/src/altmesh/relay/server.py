@@ -125,6 +125,7 @@ class Relay:
             rekey_after_messages=config.link.rekey_after_messages,
             reject_after_time=config.link.reject_after_seconds,
             keepalive_interval=config.link.keepalive_seconds,
+            handshake_timeout=config.link.handshake_timeout_seconds,
         )
         self.links: set[LinkTransport] = set()
         self.attached: dict[ipaddress.IPv6Address, LinkTransport] = {}
