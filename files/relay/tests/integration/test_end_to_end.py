@@ -26,6 +26,7 @@ from altmesh.protocol import (
     EndToEndSession,
     HandshakeComplete,
     LinkConnection,
+    MemoryReplayStore,
     StaticKeyPair,
     StreamData,
     StreamEnded,
@@ -62,6 +63,7 @@ class Mesh:
     relay_view: Path
     site: Path
     procs: dict[str, Proc]
+    rogue: Node  # published in DNS; only tests attach it to the relay (as raw links)
 
     def start_relay(self) -> Proc:
         proc = Proc("relay", [*RELAY, "--config", str(self.relay.config)], self.workdir)
@@ -85,7 +87,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     relay, web, data, client = (Node(n, workdir) for n in ("relay", "web", "data", "client"))
     records = []
     offline = Node("offline", workdir)  # published in DNS, never attached to the relay
-    for node in (web, data, offline):
+    rogue = Node("rogue", workdir)
+    for node in (web, data, offline, rogue):
         records += record_lines(node, str(node_address(prefix, node.public)))
     named = NamedServer.start(workdir / "named", records=records)
     procs: dict[str, Proc] = {}
@@ -183,6 +186,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             relay_view,
             site,
             procs,
+            rogue,
         )
         mesh.start_relay()
         for node, argv in (
@@ -687,6 +691,69 @@ def test_stream_end_without_end_to_end_close_is_a_logged_truncation(mesh: Mesh) 
     assert isinstance(reset, StreamReset), seen
     assert reset.reason == "e2e_truncated"
     helpers.wait_until(lambda: truncations() == 1, 5, "service e2e_truncated event")
+
+
+def test_client_never_takes_a_truncated_stream_for_a_complete_one(mesh: Mesh) -> None:
+    """The far end of a SOCKS stream (here a raw node answering the end-to-end handshake, as a
+    relay cutting the stream would look) sends data, then FIN without CLOSE: the SOCKS user gets
+    the data and then a connection reset, never a clean end of file; the client logs it."""
+    key = mesh.rogue.keypair()
+    encoded = helpers.encode_public_key(key.public)
+
+    def truncations() -> int:
+        return sum(
+            1
+            for e in mesh.client.security_events()
+            if e["event"] == "e2e_truncated" and e.get("peer_key") == encoded
+        )
+
+    async def user() -> tuple[bytes, str]:
+        reader, writer = await socks_connect(mesh.socks_port, "rogue.alt", 80)
+        received = b""
+        try:
+            async with asyncio.timeout(10):
+                while data := await reader.read(65536):
+                    received += data
+            outcome = "clean end of file"
+        except ConnectionResetError:
+            outcome = "reset"
+        writer.close()
+        return received, outcome
+
+    async def run() -> tuple[bytes, str]:
+        loop = asyncio.get_running_loop()
+        conn = LinkConnection.initiator(helpers.link_config(), key, mesh.relay.public)
+        reader, writer = await asyncio.open_connection("127.0.0.1", mesh.relay_port)
+        conn.start(loop.time())
+        await link_events_until(conn, reader, writer, lambda e: isinstance(e, HandshakeComplete))
+        service = EndToEndSession.responder(
+            helpers.NETWORK,
+            [key],
+            authorize=lambda _key: True,
+            replay_store=MemoryReplayStore(),
+        )
+        using = asyncio.create_task(user())
+        seen = await link_events_until(
+            conn, reader, writer, lambda e: isinstance(e, StreamData), timeout=10
+        )
+        stream = next(e for e in seen if isinstance(e, StreamData))
+        service.receive(stream.data)
+        assert service.established
+        conn.send_stream_data(
+            stream.stream_id, service.pending_output() + service.encrypt(b"first half")
+        )
+        conn.end_stream(stream.stream_id)  # FIN, but no CLOSE: the rest was cut off
+        await link_events_until(
+            conn, reader, writer, lambda e: isinstance(e, StreamReset), timeout=10
+        )
+        received, outcome = await using
+        writer.close()
+        return received, outcome
+
+    received, outcome = asyncio.run(run())
+    assert received == b"first half"
+    assert outcome == "reset"
+    helpers.wait_until(lambda: truncations() == 1, 5, "client e2e_truncated event")
 
 
 def test_client_and_services_exit_cleanly_on_sigterm(mesh: Mesh) -> None:

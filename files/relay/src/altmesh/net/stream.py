@@ -17,6 +17,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Callable
 from typing import cast
 
@@ -31,6 +33,20 @@ RESET_LOCAL_CLOSED = 1
 RESET_E2E_FAILED = 2
 RESET_TARGET_UNREACHABLE = 3
 RESET_PORT_REFUSED = 4
+
+
+# SO_LINGER on with a zero timeout: close() sends RST instead of FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def abort_with_reset(transport: asyncio.Transport) -> None:
+    """Close a local connection so that its application sees a reset, not an end of file: a
+    stream that did not end cleanly must never look like a complete transfer."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    transport.abort()
 
 
 class StreamCounters:
@@ -288,7 +304,7 @@ class E2EStream(asyncio.Protocol):
                 link.kick()
         if self.local is not None and not self.local.is_closing():
             if reset or not self._fin_received:
-                self.local.abort()
+                abort_with_reset(self.local)
             else:
                 self.local.close()
         self._out.clear()
