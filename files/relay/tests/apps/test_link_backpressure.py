@@ -58,6 +58,9 @@ class EchoHandler:
     def link_lost(self, link: LinkTransport, reason: str) -> None:
         pass
 
+    def link_writable(self, link: LinkTransport) -> None:
+        pass
+
 
 def flooding_peer(port: int, server_public: bytes, stop: threading.Event) -> dict[str, int]:
     """A raw socket peer: link handshake, then DATA requests on one stream as fast as the

@@ -337,6 +337,10 @@ class ClientNode:
             ev.event_for_protocol_error(error), error.kind, peer=link.peername, detail=str(error)
         )
 
+    def link_writable(self, link: LinkTransport) -> None:
+        for stream in list(link.app.get("streams", {}).values()):
+            stream.stream_writable()
+
     def link_lost(self, link: LinkTransport, reason: str) -> None:
         log.info("link %s lost: %s", link.peername, reason)
         for stream in list(link.app.get("streams", {}).values()):

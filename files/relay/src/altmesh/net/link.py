@@ -11,7 +11,9 @@ peer reads, so a peer that sends and never reads cannot grow our write buffer wi
 
 Two nodes that both write more than the other reads would then wait on each other for ever.
 Hence the high-water mark is far above asyncio's default (64 KiB): honest traffic is bounded by
-the peer's flow-control credit and seldom buffers that much. And while paused, one read is let
+the peer's flow-control credit and seldom buffers that much, and the applications add no stream
+data to a link while `write_paused` (they resume on `LinkHandler.link_writable`), so the credit a
+peer grants cannot make us buffer more either. And while paused, one read is let
 in every READ_PROBE_INTERVAL seconds (each probe drains the peer a little), as long as the write
 buffer is below READ_PROBE_MAX_BUFFER: a peer that never reads makes us hold at most that much
 plus the answers to one read.
@@ -45,6 +47,10 @@ class LinkHandler(Protocol):
     def link_failed(self, link: LinkTransport, error: ProtocolError) -> None: ...
 
     def link_lost(self, link: LinkTransport, reason: str) -> None: ...
+
+    def link_writable(self, link: LinkTransport) -> None:
+        """The write buffer drained below its low-water mark: stream data held back while
+        `link.write_paused` may flow again."""
 
 
 class LinkTransport(asyncio.BufferedProtocol):
@@ -131,6 +137,8 @@ class LinkTransport(asyncio.BufferedProtocol):
             self._reading_paused = False
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
+        if not self.closed:
+            self.handler.link_writable(self)
 
     def _pause_reading(self) -> None:
         transport = self.transport

@@ -125,7 +125,7 @@ class E2EStream(asyncio.Protocol):
                 closing = self.e2e.close()
                 out.append(closing)
                 self._out_bytes += len(closing)
-            while out:
+            while out and not link.write_paused:  # resumed by stream_writable
                 chunk = out[0]
                 accepted = conn.send_stream_data(sid, chunk)
                 if accepted <= 0:

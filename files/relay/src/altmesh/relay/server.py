@@ -363,6 +363,10 @@ class Relay:
             detail=str(error),
         )
 
+    def link_writable(self, link: LinkTransport) -> None:
+        for route, half in list(link.app.get("routes", {}).values()):
+            self._forward(route, route.other(half))
+
     def link_lost(self, link: LinkTransport, reason: str) -> None:
         self.links.discard(link)
         if link.app.get("attached"):
@@ -402,6 +406,10 @@ class Relay:
         if route.closed:
             return
         dest = route.other(source)
+        if dest.link.write_paused and source.pending:
+            # The destination does not read what it is sent: hold the data here (and its
+            # credit from the source) until link_writable, so its write buffer stays bounded.
+            return
         conn = dest.link.conn
         pending = source.pending
         forwarded = 0
