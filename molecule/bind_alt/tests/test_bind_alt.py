@@ -117,6 +117,16 @@ def test_secondary_converges_to_the_primary_serial(primary: Host, secondary: Hos
     assert eventually(lambda: serial(secondary) == serial(primary))
 
 
+def test_changed_soa_timer_reaches_both_servers(primary: Host, secondary: Host) -> None:
+    # side_effect.yml set bind_alt_soa_refresh to 7200 (converge: 3600)
+    for host in (primary, secondary):
+        assert eventually(
+            lambda h=host: short_answer(h, "127.0.0.1", "alt", "SOA")[0].split()[3] == "7200"
+        )
+    mname, rname = short_answer(primary, "127.0.0.1", "alt", "SOA")[0].split()[:2]
+    assert (mname, rname) == ("bind-alt-ns1.alt.", "hostmaster.alt.")
+
+
 def test_zone_is_signed_on_both_servers(primary: Host, secondary: Host) -> None:
     for host in (primary, secondary):
         answer = dig(host, "127.0.0.1", "+dnssec", "+norecurse", "www.alt", "A")
