@@ -9,6 +9,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_ROLES_PATH="$PWD/roles"
 export ANSIBLE_CONFIG="$PWD/ansible.cfg"
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+# The podman connection cannot pipeline: Ansible writes module arguments (some of them secrets,
+# no_log or not) to its local temp directory for a moment. Keep that in memory, never on disk.
+export ANSIBLE_LOCAL_TEMP=${ANSIBLE_LOCAL_TEMP:-/dev/shm/altmesh-ansible-$(id -u)}
 if [ $# -gt 0 ]; then
   exec molecule "$@"
 fi
