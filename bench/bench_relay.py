@@ -7,7 +7,12 @@ Every path downloads the same stream from the same local source server:
     socat:    socat TCP-LISTEN -> source
     ssh:      ssh -L (one hop through sshd on 127.0.0.1, throwaway host and user keys) -> source
 
+The three paths are set up first, then downloaded in turns (socat, ssh, altmesh, socat, ...),
+so that load from the machine's other users lands on every figure alike.
+
 Usage: python bench/bench_relay.py [--mib 512]
+Exits 1 if a peer (socat, sshd/ssh, named) is missing or any path fails; every process it starts
+is stopped by PID, also on failure or SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,14 +21,17 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "files/relay"))  # for tests.integration.helpers
@@ -77,8 +85,12 @@ def processes() -> Iterator[list[Proc]]:
     try:
         yield procs
     finally:
+        # Every one is stopped even if stopping another failed.
         for proc in reversed(procs):
-            proc.stop()
+            try:
+                proc.stop()
+            except Exception as error:
+                print(f"could not stop {proc.name}: {error}", file=sys.stderr)
 
 
 def start_altmesh(workdir: Path, source_port: int, procs: list[Proc]) -> tuple[int, Node, int]:
@@ -126,6 +138,7 @@ class _NamedProc:
     """Lets a NamedServer sit in the process list (stopped by PID like the others)."""
 
     def __init__(self, named: object) -> None:
+        self.name = "named"
         self.named = named
 
     def stop(self) -> int:
@@ -133,10 +146,12 @@ class _NamedProc:
         return 0
 
 
-def start_ssh(workdir: Path, source_port: int, procs: list[Proc]) -> int | None:
+def start_ssh(workdir: Path, source_port: int, procs: list[Proc]) -> tuple[int, list[str]]:
+    """sshd on loopback and an `ssh -N -L` through it; returns the forwarded port and the command
+    that opens one new ssh connection (for the connection setup figure)."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(sshd).exists() or not shutil.which("ssh"):
-        return None
+        raise RuntimeError("sshd or ssh is missing: install openssh-server/client (make host)")
     ssh_dir = workdir / "ssh"
     ssh_dir.mkdir()
     host_key, user_key = ssh_dir / "host_key", ssh_dir / "user_key"
@@ -179,79 +194,69 @@ def start_ssh(workdir: Path, source_port: int, procs: list[Proc]) -> int | None:
         )
     )
     wait_port(forward)
-    start_ssh.connect_command = [*base, f"{user}@127.0.0.1", "true"]  # type: ignore[attr-defined]
-    return forward
+    return forward, [*base, f"{user}@127.0.0.1", "true"]
 
 
 def measure(
-    name: str,
-    port: int,
-    total: int,
-    rows: list[tuple[str, str, str]],
-    extra_setup: Callable[[], float] | None = None,
-    extra_label: str = "new connection",
-) -> None:
-    download(port, 16 << 20)  # warm up
-    runs = [download(port, total) for _ in range(2)]
-    rate = total / min(runs) / 1e6
-    setups = [setup_time(port) for _ in range(20)]
-    setup = f"{statistics.median(setups) * 1000:.2f} ms (new stream)"
-    if extra_setup is not None:
-        setup += f"; {extra_setup() * 1000:.1f} ms ({extra_label})"
-    rows.append((name, f"{rate:8.1f} MB/s", setup))
-    print(f"  {name:<40} {rate:8.1f} MB/s   setup {setup}", flush=True)
+    paths: list[tuple[str, int, Callable[[], float] | None, str]], total: int
+) -> list[tuple[str, float, str]]:
+    """Download through every path in turns (best of 2), then time connection setups."""
+    for _name, port, _extra, _label in paths:
+        download(port, 16 << 20)  # warm up
+    runs: dict[str, list[float]] = {name: [] for name, *_ in paths}
+    for _ in range(2):
+        for name, port, _extra, _label in paths:
+            runs[name].append(download(port, total))
+    rows = []
+    for name, port, extra_setup, extra_label in paths:
+        setups = [setup_time(port) for _ in range(20)]
+        setup = f"{statistics.median(setups) * 1000:.2f} ms (new stream)"
+        if extra_setup is not None:
+            setup += f"; {extra_setup() * 1000:.1f} ms ({extra_label})"
+        rows.append((name, total / min(runs[name]) / 1e6, setup))
+    return rows
+
+
+def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    # bench/run.sh stops a benchmark with SIGTERM: unwind so every process is stopped by PID.
+    print("bench_relay: stopped by SIGTERM, stopping its processes", file=sys.stderr)
+    raise SystemExit(143)
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mib", type=int, default=512, help="MiB per timed download")
     args = parser.parse_args()
     total = args.mib << 20
-    rows: list[tuple[str, str, str]] = []
+    if not shutil.which("socat"):
+        raise RuntimeError("socat is missing: install it (make host)")
     with tempfile.TemporaryDirectory(prefix="altmesh-bench-") as tmp, processes() as procs:
         workdir = Path(tmp)
         source_port = free_port()
         procs.append(Proc("source", [PYTHON, str(DATA_SERVER), str(source_port)], workdir))
         procs[-1].wait_for_output("ready")
-        print(f"one-hop download of {args.mib} MiB (best of 2), 2 vCPUs shared with the peers")
 
         socat_port = free_port()
-        if shutil.which("socat"):
-            procs.append(
-                Proc(
+        procs.append(
+            Proc(
+                "socat",
+                [
                     "socat",
-                    [
-                        "socat",
-                        f"TCP-LISTEN:{socat_port},fork,reuseaddr,bind=127.0.0.1",
-                        f"TCP:127.0.0.1:{source_port}",
-                    ],
-                    workdir,
-                )
+                    f"TCP-LISTEN:{socat_port},fork,reuseaddr,bind=127.0.0.1",
+                    f"TCP:127.0.0.1:{source_port}",
+                ],
+                workdir,
             )
-            wait_port(socat_port)
-            measure("socat plain forwarder (no crypto)", socat_port, total, rows)
-        else:
-            print("  socat: not installed (apt-get install socat)")
+        )
+        wait_port(socat_port)
 
-        ssh_port = start_ssh(workdir, source_port, procs)
-        if ssh_port is not None:
-            command = start_ssh.connect_command  # type: ignore[attr-defined]
+        ssh_port, ssh_command = start_ssh(workdir, source_port, procs)
 
-            def ssh_connect() -> float:
-                started = time.perf_counter()
-                subprocess.run(command, check=True, capture_output=True, timeout=30)
-                return time.perf_counter() - started
-
-            measure(
-                "ssh -L, one hop (default cipher)",
-                ssh_port,
-                total,
-                rows,
-                ssh_connect,
-                "new ssh connection: ssh host true",
-            )
-        else:
-            print("  ssh: sshd not installed")
+        def ssh_connect() -> float:
+            started = time.perf_counter()
+            subprocess.run(ssh_command, check=True, capture_output=True, timeout=30)
+            return time.perf_counter() - started
 
         altmesh_port, relay, relay_port = start_altmesh(workdir, source_port, procs)
 
@@ -272,16 +277,37 @@ def main() -> int:
 
             return statistics.median(asyncio.run(one()) for _ in range(10))
 
-        measure(
-            "altmesh client->relay->service (e2e)",
-            altmesh_port,
-            total,
-            rows,
-            link_setup,
-            "new link: Noise IK handshake with the relay",
+        print(
+            f"one-hop download of {args.mib} MiB through each path (best of 2, in turns),"
+            f" {os.cpu_count()} CPUs shared by all the processes of the path"
         )
+        rows = measure(
+            [
+                ("socat plain forwarder (no crypto)", socat_port, None, ""),
+                (
+                    "ssh -L, one hop (default cipher)",
+                    ssh_port,
+                    ssh_connect,
+                    "new ssh connection: ssh host true",
+                ),
+                (
+                    "altmesh client->relay->service (e2e)",
+                    altmesh_port,
+                    link_setup,
+                    "new link: Noise IK handshake with the relay",
+                ),
+            ],
+            total,
+        )
+        for name, rate, setup in rows:
+            print(f"  {name:<40} {rate:8.1f} MB/s   setup {setup}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception:
+        traceback.print_exc()
+        print("bench_relay: FAILED (see above)", file=sys.stderr)
+        sys.exit(1)
