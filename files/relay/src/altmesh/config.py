@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from altmesh.protocol.link_config import LinkConfig
+
 ROLES = ("relay", "client", "service")
 DEFAULT_RELAY_PORT = 7400
 
@@ -131,6 +133,18 @@ class Config:
     client: ClientSettings | None = None
     service: ServiceSettings | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def link_config(self) -> LinkConfig:
+        """The protocol core's settings for every link this node makes or accepts."""
+        return LinkConfig(
+            network=self.network.name,
+            prefix=self.network.prefix,
+            rekey_after_time=self.link.rekey_after_seconds,
+            rekey_after_messages=self.link.rekey_after_messages,
+            reject_after_time=self.link.reject_after_seconds,
+            keepalive_interval=self.link.keepalive_seconds,
+            handshake_timeout=self.link.handshake_timeout_seconds,
+        )
 
 
 # ---------------------------------------------------------------- value parsers (shared with CLI)

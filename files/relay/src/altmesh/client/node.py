@@ -35,7 +35,6 @@ from altmesh.net.stream import (
 )
 from altmesh.protocol import (
     EndToEndSession,
-    LinkConfig,
     LinkConnection,
     ProtocolError,
     StaticKeyPair,
@@ -92,18 +91,6 @@ class Backoff:
         self.window = self.low
 
 
-def link_config(config: Config) -> LinkConfig:
-    return LinkConfig(
-        network=config.network.name,
-        prefix=config.network.prefix,
-        rekey_after_time=config.link.rekey_after_seconds,
-        rekey_after_messages=config.link.rekey_after_messages,
-        reject_after_time=config.link.reject_after_seconds,
-        keepalive_interval=config.link.keepalive_seconds,
-        handshake_timeout=config.link.handshake_timeout_seconds,
-    )
-
-
 class ClientNode:
     """Everything `altmesh up` and `altmesh serve` run, in one event loop."""
 
@@ -131,7 +118,7 @@ class ClientNode:
         assert client is not None
         self.socks_listen = socks_listen or client.socks_listen if enable_socks else None
         self.control_path = client.control_socket
-        self.link_cfg = link_config(config)
+        self.link_cfg = config.link_config()
         self.events = ev.SecurityEventLog(config.log.events_file, self.role)
         self.state = StateDB(config.node.state_dir)
         self.replay_store = SqliteReplayStore(self.state)

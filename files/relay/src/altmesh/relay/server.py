@@ -27,7 +27,7 @@ from altmesh.keyfile import (
 )
 from altmesh.metrics import NodeMetrics
 from altmesh.net.link import LinkTransport
-from altmesh.protocol import LinkConfig, LinkConnection, ProtocolError, StaticKeyPair
+from altmesh.protocol import LinkConnection, ProtocolError, StaticKeyPair
 from altmesh.protocol import events as pev
 from altmesh.ratelimit import SourceRateLimiter
 from altmesh.state import SqliteReplayStore, StateDB
@@ -118,15 +118,7 @@ class Relay:
         self.state = StateDB(config.node.state_dir)
         self.replay_store = SqliteReplayStore(self.state)
         self.limiter = SourceRateLimiter(settings.handshake_rate, settings.handshake_burst)
-        self.link_cfg = LinkConfig(
-            network=config.network.name,
-            prefix=config.network.prefix,
-            rekey_after_time=config.link.rekey_after_seconds,
-            rekey_after_messages=config.link.rekey_after_messages,
-            reject_after_time=config.link.reject_after_seconds,
-            keepalive_interval=config.link.keepalive_seconds,
-            handshake_timeout=config.link.handshake_timeout_seconds,
-        )
+        self.link_cfg = config.link_config()
         self.links: set[LinkTransport] = set()
         self.attached: dict[ipaddress.IPv6Address, LinkTransport] = {}
         self.server: asyncio.AbstractServer | None = None
