@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 
 .PHONY: help host venv image network lint test test-relay test-dashboard test-molecule \
-        lab lab-down bench lock wheels clean
+        lab lab-down bench soak fuzz lock wheels clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ venv: $(VENV)/.stamp ## build the controller virtual environment from requiremen
 lock: ## re-pin requirements.lock from requirements/*.in
 	scripts/lock.sh
 
-wheels: venv ## build the altmesh wheels and the wheelhouse the roles ship to hosts
+wheels: venv ## build the altmesh wheels and the wheelhouse the roles ship to hosts (reproducible)
 	scripts/build-wheels.sh
 
 image: host ## build the test-host image (only when its recipe changed)
@@ -38,12 +38,13 @@ image: host ## build the test-host image (only when its recipe changed)
 network: host ## create the internal podman network the test hosts live on
 	scripts/testhost-network.sh
 
-lint: venv ## ansible-lint (production profile), yamllint, ruff, mypy --strict on the protocol core
+lint: venv ## ansible-lint (production profile), yamllint, ruff, mypy --strict on altmesh and altmesh_dashboard
 	yamllint -s .
 	ansible-lint --profile production
 	ruff check .
 	ruff format --check files bench scripts
-	cd files/relay && mypy --strict src/altmesh/protocol
+	cd files/relay && mypy --strict src/altmesh
+	cd files/dashboard && mypy --strict src/altmesh_dashboard
 
 test: host venv image network lint test-relay test-dashboard test-molecule ## install everything and run every test
 	@echo "make test: all suites passed"
@@ -54,17 +55,25 @@ test-relay: venv ## the altmesh protocol, relay and client tests (real named, re
 test-dashboard: venv ## the dashboard tests, against SQLite and PostgreSQL, with a real browser
 	scripts/test-dashboard.sh
 
-test-molecule: venv image network ## every molecule scenario, full sequence
+test-molecule: venv image network wheels ## every molecule scenario, full sequence (test hosts named per run)
 	scripts/molecule.sh
 
-lab: host venv image network ## build the local lab network from inventory/lab and show it working
+lab: host venv image network wheels ## build the local lab network from inventory/lab and show it working
 	scripts/lab.sh up
 
-lab-down: ## remove the local lab
+lab-down: venv ## remove the local lab
 	scripts/lab.sh down
 
 bench: venv ## run the benchmarks and print figures beside their peers
 	bench/run.sh
+
+SOAK_MINUTES ?= 10
+soak: venv ## a bounded stability run of a 4-relay mesh (SOAK_MINUTES, default 10): streams, rekeys, restarts, RSS plot
+	$(PY) scripts/soak.py --minutes $(SOAK_MINUTES)
+
+TIME ?= 60
+fuzz: venv ## run each fuzz target for TIME seconds (default 60): executions, coverage, crashes
+	$(PY) files/relay/fuzz/run.py $(TIME)
 
 clean: ## remove the virtual environment and build output (not the image, not the lab)
 	rm -rf $(VENV) build dist files/*/dist files/*/build

@@ -1,9 +1,16 @@
 """How many relay heartbeats per second the dashboard sustains under gunicorn on loopback, on
-SQLite and on PostgreSQL 15, beside the peer measured in the same run: the same server's /health
-(one trivial query, no writes), the ceiling of this server + client on this machine.
+SQLite and on PostgreSQL 15, beside the peers measured in the same run: the same server's /health
+(the app's cheapest answer: one trivial query), and a no-op WSGI app under the same gunicorn
+settings, the ceiling of gunicorn + client on this machine at this moment.
 
-Each heartbeat is a real API call: token lookup, relay update, three links upserted, a history
-row inserted, a commit. Run: .venv/bin/python bench/bench_dashboard.py  (BENCH_SECONDS=8).
+gunicorn runs with the packaged configuration (altmesh_dashboard.gunicorn_conf, as the dashboard
+role runs it: gthread workers, keep-alive, access log). Each figure is measured twice: with
+clients that keep their connection alive (as relays do: one httpx client per relay) and with
+clients that open a new connection for every request (`Connection: close`).
+
+Each heartbeat is a real API call: token lookup, relay row update (links in it), a history row
+inserted, a commit. Run: .venv/bin/python bench/bench_dashboard.py  (BENCH_SECONDS=6;
+BENCH_WORKERS and BENCH_THREADS override the packaged WEB_CONCURRENCY and WEB_THREADS).
 Exits 1 if a server does not start, a request fails, or PostgreSQL 15 is missing (make host):
 every figure needs its peer. Every server it starts is stopped by PID, also on failure.
 """
@@ -28,12 +35,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
-WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 2)))
+WORKERS = os.environ.get("BENCH_WORKERS", "")  # "": the packaged default (one per CPU)
+THREADS = os.environ.get("BENCH_THREADS", "")  # "": the packaged default
 RELAYS = 20
+GOAL_RATE = 2000.0  # heartbeats/s (issue 8)
+GOAL_RATIO = 0.70  # of /health/s in the same run
+MODES = ("keep-alive", "new connection")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def noop_app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+    """The no-op peer: what gunicorn and the clients cost without any application work."""
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
 
 
 def free_port() -> int:
@@ -130,6 +148,17 @@ def run_checked(argv: list[str], log: Path | None = None) -> None:
         )
 
 
+def _key(index: int) -> bytes:
+    return bytes([index + 1]) * 32
+
+
+def _address(index: int) -> str:
+    """The overlay address of relay `index`'s key (the dashboard checks that it names the key)."""
+    from altmesh.protocol.address import network_prefix, node_address
+
+    return str(node_address(network_prefix("fd00:be7c::/48"), _key(index)))
+
+
 def prepare(database_url: str, secret_key: str) -> list[str]:
     """Migrate, and make RELAYS registered relays with tokens; returns the tokens."""
     from altmesh_dashboard import create_app
@@ -150,8 +179,8 @@ def prepare(database_url: str, secret_key: str) -> list[str]:
             headers={"Authorization": f"Bearer {token}"},
             json={
                 "name": f"bench-{index}",
-                "public_key": base64.b64encode(bytes(32)).decode(),
-                "address": f"fd00::{index + 1:x}",
+                "public_key": base64.b64encode(_key(index)).decode(),
+                "address": _address(index),
                 "endpoints": [{"host": "192.0.2.1", "port": 7000}],
             },
         )
@@ -161,7 +190,9 @@ def prepare(database_url: str, secret_key: str) -> list[str]:
 
 
 @contextmanager
-def gunicorn(database_url: str, secret_key: str, log: Path) -> Iterator[int]:
+def gunicorn(
+    database_url: str, secret_key: str, log: Path, app: str = "altmesh_dashboard.wsgi:app"
+) -> Iterator[int]:
     """The dashboard under gunicorn on a socket bound here first; stopped by PID (SIGTERM, then
     SIGKILL to its process group so no worker outlives it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALTMESH_DASHBOARD_")}
@@ -173,6 +204,10 @@ def gunicorn(database_url: str, secret_key: str, log: Path) -> Iterator[int]:
             "ALTMESH_DASHBOARD_LOG_LEVEL": "WARNING",
         }
     )
+    for variable, value in (("WEB_CONCURRENCY", WORKERS), ("WEB_THREADS", THREADS)):
+        env.pop(variable, None)
+        if value:
+            env[variable] = value
     with listening_socket() as sock, open(log, "ab") as log_file:
         bind, _url = gunicorn_bind_arguments(sock)
         port = int(sock.getsockname()[1])
@@ -181,12 +216,14 @@ def gunicorn(database_url: str, secret_key: str, log: Path) -> Iterator[int]:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-c",
+                "python:altmesh_dashboard.gunicorn_conf",  # as the dashboard role runs it
                 *bind,
-                "--workers",
-                str(WORKERS),
                 "--log-level",
                 "warning",
-                "altmesh_dashboard.wsgi:app",
+                "--chdir",
+                str(Path(__file__).resolve().parent),  # where noop_app is found
+                app,
             ],
             env=env,
             stdout=log_file,
@@ -235,11 +272,13 @@ def stop_gunicorn(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-def _client(args: tuple[int, str, str, bytes, str, float]) -> tuple[int, int]:
-    port, method, path, body, token, seconds = args
+def _client(args: tuple[int, str, str, bytes, str, float, str]) -> tuple[int, int]:
+    port, method, path, body, token, seconds, mode = args
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if mode != "keep-alive":
+        headers["Connection"] = "close"  # http.client then opens a new connection each time
     ok = failed = 0
     end = time.monotonic() + seconds
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -266,10 +305,16 @@ def _default_sigterm() -> None:
 
 
 def rate(
-    port: int, method: str, path: str, body: bytes, tokens: list[str], seconds: float = SECONDS
+    port: int,
+    method: str,
+    path: str,
+    body: bytes,
+    tokens: list[str],
+    mode: str,
+    seconds: float = SECONDS,
 ) -> tuple[float, int]:
     jobs = [
-        (port, method, path, body, tokens[i % len(tokens)] if tokens else "", seconds)
+        (port, method, path, body, tokens[i % len(tokens)] if tokens else "", seconds, mode)
         for i in range(CLIENTS)
     ]
     with multiprocessing.get_context("fork").Pool(CLIENTS, initializer=_default_sigterm) as pool:
@@ -289,16 +334,113 @@ HEARTBEAT = json.dumps(
 ).encode()
 
 
-def measure(label: str, database_url: str, log: Path) -> tuple[str, float, float, int]:
+ROUNDS = 3  # heartbeats and /health measured in turns, so a change of load hits both alike
+
+
+# database, client mode, heartbeats/s, /health/s, failures
+Row = tuple[str, str, float, float, int]
+# database, heartbeat µs, /health µs
+CpuRow = tuple[str, float, float]
+
+
+def measure(label: str, database_url: str, log: Path) -> tuple[list[Row], CpuRow]:
     secret_key = secrets.token_hex(32)
     tokens = prepare(database_url, secret_key)
+    beat_cpu, health_cpu = app_cpu(database_url, secret_key, tokens)
+    rows: list[Row] = []
     with gunicorn(database_url, secret_key, log) as port:
-        rate(port, "POST", "/api/v1/relays/heartbeat", HEARTBEAT, tokens, 1.0)  # warm-up
-        heartbeats, heartbeat_failures = rate(
-            port, "POST", "/api/v1/relays/heartbeat", HEARTBEAT, tokens
+        for mode in MODES:
+            rate(port, "POST", "/api/v1/relays/heartbeat", HEARTBEAT, tokens, mode, 1.0)  # warm
+            heartbeats = health = 0.0
+            failures = 0
+            for _ in range(ROUNDS):
+                beats, beat_failures = rate(
+                    port,
+                    "POST",
+                    "/api/v1/relays/heartbeat",
+                    HEARTBEAT,
+                    tokens,
+                    mode,
+                    SECONDS / ROUNDS,
+                )
+                checks, check_failures = rate(
+                    port, "GET", "/health", b"", [], mode, SECONDS / ROUNDS
+                )
+                heartbeats += beats / ROUNDS
+                health += checks / ROUNDS
+                failures += beat_failures + check_failures
+            rows.append((label, mode, heartbeats, health, failures))
+    return rows, (label, beat_cpu, health_cpu)
+
+
+APP_CPU_REQUESTS = 2000  # of each kind, for the in-process CPU figures
+
+
+def app_cpu(database_url: str, secret_key: str, tokens: list[str]) -> tuple[float, float]:
+    """CPU time (µs) of one heartbeat and one /health in the WSGI app itself, in this process,
+    without HTTP: 20 alternating turns, so both see the same machine. Less sensitive to other
+    users' load than a rate, and the app's own share of the cost."""
+    import io
+
+    from altmesh_dashboard import create_app
+    from altmesh_dashboard.db import engine_of
+    from werkzeug.test import EnvironBuilder
+
+    app = create_app(
+        {"SECRET_KEY": secret_key, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    )
+
+    def environ(method: str, path: str, body: bytes, token: str) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        builder = EnvironBuilder(path=path, method=method, data=body or None, headers=headers)
+        return dict(builder.get_environ())
+
+    def call(template: dict[str, Any], body: bytes) -> None:
+        statuses: list[str] = []
+        answer = app.wsgi_app(
+            {**template, "wsgi.input": io.BytesIO(body)},
+            lambda status, _headers, _exc=None: statuses.append(status),
         )
-        health, health_failures = rate(port, "GET", "/health", b"", [])
-    return label, heartbeats, health, heartbeat_failures + health_failures
+        b"".join(answer)
+        getattr(answer, "close", lambda: None)()
+        if not statuses[0].startswith("200"):
+            raise RuntimeError(f"in-process {template['PATH_INFO']}: {statuses[0]}")
+
+    beats = [environ("POST", "/api/v1/relays/heartbeat", HEARTBEAT, t) for t in tokens]
+    health = environ("GET", "/health", b"", "")
+    for warm in range(50):
+        call(beats[warm % len(beats)], HEARTBEAT)
+        call(health, b"")
+    spent = {"heartbeat": 0.0, "health": 0.0}
+    turn = APP_CPU_REQUESTS // 20
+    for _ in range(20):
+        started = time.process_time()
+        for number in range(turn):
+            call(beats[number % len(beats)], HEARTBEAT)
+        spent["heartbeat"] += time.process_time() - started
+        started = time.process_time()
+        for _ in range(turn):
+            call(health, b"")
+        spent["health"] += time.process_time() - started
+    engine_of(app).dispose()
+    count = 20 * turn
+    return spent["heartbeat"] / count * 1e6, spent["health"] / count * 1e6
+
+
+def measure_noop(directory: Path) -> dict[str, tuple[float, int]]:
+    """The no-op WSGI app under the same gunicorn settings and clients, per client mode (the
+    packaged config's master checks and migrates a database first: it gets a throwaway one)."""
+    url = f"sqlite:///{directory}/noop.sqlite3"
+    figures = {}
+    with gunicorn(
+        url, secrets.token_hex(32), directory / "noop.log", "bench_dashboard:noop_app"
+    ) as port:
+        for mode in MODES:
+            rate(port, "GET", "/", b"", [], mode, 1.0)  # warm-up
+            figures[mode] = rate(port, "GET", "/", b"", [], mode)
+    return figures
 
 
 def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -307,29 +449,69 @@ def stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(143)
 
 
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def worker_setup() -> str:
+    from altmesh_dashboard import gunicorn_conf
+
+    workers = WORKERS or str(gunicorn_conf.workers)
+    threads = THREADS or str(gunicorn_conf.threads)
+    return (
+        f"gunicorn {workers} {gunicorn_conf.worker_class} workers x {threads} threads "
+        f"(keep-alive {gunicorn_conf.keepalive} s)"
+    )
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     if not (PG_BIN / "initdb").exists():
         print(f"{PG_BIN / 'initdb'} is missing: install PostgreSQL 15 (make host)", file=sys.stderr)
         return 1
-    rows = []
+    load_before = load_average()
+    rows: list[Row] = []
+    cpu_rows: list[CpuRow] = []
     with tempfile.TemporaryDirectory(prefix="altmesh-bench-dashboard.") as directory:
         logs = Path(directory)
-        rows.append(
-            measure("SQLite (WAL)", f"sqlite:///{directory}/bench.sqlite3", logs / "sqlite.log")
+        noop = measure_noop(logs)
+        measured, cpu = measure(
+            "SQLite (WAL)", f"sqlite:///{directory}/bench.sqlite3", logs / "sqlite.log"
         )
+        rows += measured
+        cpu_rows.append(cpu)
         with postgresql() as url:
-            rows.append(measure("PostgreSQL 15", url, logs / "postgresql.log"))
+            measured, cpu = measure("PostgreSQL 15", url, logs / "postgresql.log")
+            rows += measured
+            cpu_rows.append(cpu)
     print(
-        f"dashboard heartbeats/s: gunicorn {WORKERS} sync workers on loopback, "
-        f"{CLIENTS} client processes, {SECONDS:.0f} s per figure, {RELAYS} relays"
+        f"dashboard heartbeats/s: {worker_setup()} on loopback, {CLIENTS} client processes, "
+        f"{SECONDS:.0f} s per figure (in {ROUNDS} turns with /health), {RELAYS} relays; "
+        f"load average {load_before} at the start, {load_average()} at the end"
     )
-    print(f"{'database':<16}{'heartbeats/s':>14}{'/health/s (peer)':>18}{'ratio':>8}{'failed':>8}")
-    for label, heartbeats, health, failures in rows:
+    print(
+        "no-op WSGI app under the same gunicorn (peer): "
+        + ", ".join(f"{noop[mode][0]:.0f}/s ({mode})" for mode in MODES)
+    )
+    print(
+        f"{'database':<16}{'clients':<16}{'heartbeats/s':>14}{'/health/s (peer)':>18}"
+        f"{'ratio':>8}{'failed':>8}   goal: >= {GOAL_RATE:.0f}/s, >= {GOAL_RATIO:.0%}"
+    )
+    for label, mode, heartbeats, health, failures in rows:
+        ratio = heartbeats / health if health else 0.0
         print(
-            f"{label:<16}{heartbeats:>14.0f}{health:>18.0f}{heartbeats / health:>8.0%}{failures:>8}"
+            f"{label:<16}{mode:<16}{heartbeats:>14.0f}{health:>18.0f}{ratio:>8.0%}{failures:>8}"
+            f"   rate {verdict(heartbeats >= GOAL_RATE)}, ratio {verdict(ratio >= GOAL_RATIO)}"
         )
-    failed = sum(failures for *_, failures in rows)
+    print(f"app CPU per request, in one process without HTTP ({APP_CPU_REQUESTS} of each):")
+    print(f"{'database':<16}{'heartbeat µs':>14}{'/health µs':>18}{'ratio':>8}")
+    for label, beat_cpu, health_cpu in cpu_rows:
+        print(f"{label:<16}{beat_cpu:>14.0f}{health_cpu:>18.0f}{health_cpu / beat_cpu:>8.0%}")
+    failed = sum(figures[1] for figures in noop.values()) + sum(row[4] for row in rows)
     if failed:
         print(f"bench_dashboard: {failed} requests failed", file=sys.stderr)
         return 1

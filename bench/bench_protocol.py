@@ -19,8 +19,10 @@ from altmesh.protocol import (
     LinkConfig,
     LinkConnection,
     MemoryReplayStore,
+    ReorderWindow,
     StaticKeyPair,
     StreamData,
+    TimestampIssuer,
     network_prefix,
     node_address,
 )
@@ -31,17 +33,22 @@ PREFIX = network_prefix("fd00:be9c::/48")
 TOTAL = 96 * 1024 * 1024
 RUNS = 3  # best of: the machine is shared, the best run is the least disturbed
 A, B = StaticKeyPair.generate(), StaticKeyPair.generate()
+TIMESTAMPS = TimestampIssuer(time.time)  # this process as one node: one issuer for all
 
 
 def link_pair() -> tuple[LinkConnection, LinkConnection]:
     config = LinkConfig(network="bench", prefix=PREFIX, stream_window=4 * 1024 * 1024)
-    initiator = LinkConnection.initiator(config, A, B.public)
+    initiator = LinkConnection.initiator(config, A, B.public, timestamps=TIMESTAMPS)
     responder = LinkConnection.responder(
-        config, [B], authorize=lambda _k: True, replay_store=MemoryReplayStore()
+        config,
+        [B],
+        authorize=lambda _k: True,
+        replay_store=MemoryReplayStore(),
+        timestamps=TIMESTAMPS,
     )
     initiator.start(0.0)
-    responder.receive_data(initiator.data_to_send(), 0.0)
-    initiator.receive_data(responder.data_to_send(), 0.0)
+    responder.receive_data(initiator.data_to_send(0.0), 0.0)
+    initiator.receive_data(responder.data_to_send(0.0), 0.0)
     while initiator.next_event() or responder.next_event():
         pass
     return initiator, responder
@@ -55,21 +62,21 @@ def link_throughput(write_size: int) -> float:
     start = time.perf_counter()
     while moved < TOTAL:
         initiator.send_stream_data(stream, payload)
-        responder.receive_data(initiator.data_to_send(), 0.0)
+        responder.receive_data(initiator.data_to_send(0.0), 0.0)
         while (event := responder.next_event()) is not None:
             if isinstance(event, StreamData):
                 moved += len(event.data)
                 responder.acknowledge(stream, len(event.data))
-        initiator.receive_data(responder.data_to_send(), 0.0)
+        initiator.receive_data(responder.data_to_send(0.0), 0.0)
         while initiator.next_event() is not None:
             pass
     return moved / (time.perf_counter() - start) / 1e6
 
 
 def e2e_throughput(write_size: int) -> float:
-    client = EndToEndSession.initiator("bench", A, B.public)
+    client = EndToEndSession.initiator("bench", A, B.public, timestamps=TIMESTAMPS)
     service = EndToEndSession.responder(
-        "bench", [B], authorize=lambda _k: True, replay_store=MemoryReplayStore()
+        "bench", [B], authorize=lambda _k: True, replay_window=ReorderWindow(MemoryReplayStore())
     )
     service.receive(client.start())
     client.receive(service.pending_output())
@@ -100,13 +107,13 @@ def link_handshakes(seconds: float) -> float:
     end = time.perf_counter() + seconds
     start = time.perf_counter()
     while time.perf_counter() < end:
-        initiator = LinkConnection.initiator(config, A, B.public)
+        initiator = LinkConnection.initiator(config, A, B.public, timestamps=TIMESTAMPS)
         responder = LinkConnection.responder(
-            config, [B], authorize=lambda _k: True, replay_store=store
+            config, [B], authorize=lambda _k: True, replay_store=store, timestamps=TIMESTAMPS
         )
         initiator.start(0.0)
-        responder.receive_data(initiator.data_to_send(), 0.0)
-        initiator.receive_data(responder.data_to_send(), 0.0)
+        responder.receive_data(initiator.data_to_send(0.0), 0.0)
+        initiator.receive_data(responder.data_to_send(0.0), 0.0)
         assert initiator.established
         count += 1
     return count / (time.perf_counter() - start)

@@ -9,6 +9,8 @@ packages=(
   python3 python3-venv python3-dev build-essential
   # test hosts
   podman runc fuse-overlayfs slirp4netns uidmap debootstrap aardvark-dns netavark
+  # netavark calls iptables to set up a named network; Debian does not pull it in
+  iptables
   # DNS: named for the tests, dig/delv/nsupdate/dnssec tools on the controller
   bind9 bind9-utils bind9-dnsutils
   # relay tests and benchmarks

@@ -15,7 +15,12 @@ PACKAGES=(
   systemd systemd-sysv dbus libpam-systemd
   python3 python3-apt python3-venv sudo
   iproute2 iputils-ping ca-certificates procps less
+  # bind_alt
   bind9 bind9-utils bind9-dnsutils python3-dnspython
+  # dashboard: PostgreSQL and the driver Ansible's postgresql modules use; acl lets Ansible
+  # become the postgres user
+  postgresql python3-psycopg2 acl
+  # the lab's and the tests' probes (curl --socks5-hostname, ...)
   curl
 )
 recipe_hash=$( { cat "$0"; printf '%s\n' "${PACKAGES[@]}"; } | sha256sum | cut -c1-12)
@@ -41,6 +46,8 @@ rm -f "$root/var/lib/dbus/machine-id"
 # Stock named would start in every test host and query the root servers: keep it off until a role
 # configures it (the bind_alt role enables it).
 chroot "$root" systemctl disable named.service >/dev/null 2>&1 || true
+# PostgreSQL too: only a dashboard host uses it (the dashboard role enables it there).
+chroot "$root" systemctl disable postgresql.service >/dev/null 2>&1 || true
 chroot "$root" systemctl mask systemd-resolved.service getty@.service console-getty.service \
   systemd-logind.service >/dev/null 2>&1 || true
 # A dead local resolver until the podman network provides one; nothing leaves the machine.

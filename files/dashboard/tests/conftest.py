@@ -30,6 +30,9 @@ from typing import Any
 
 import pytest
 import requests
+
+# One way to start gunicorn on an inherited socket, shared with the relay's reporting tests.
+from altmesh.testing.dashboard import gunicorn_bind_arguments, listening_socket
 from altmesh_dashboard import create_app
 from altmesh_dashboard.auth.passwords import hash_password
 from altmesh_dashboard.db import get_session
@@ -52,23 +55,6 @@ CHROMIUM_ARGS = [
 ]
 BROWSER_TIMEOUT_MS = 30_000
 TEST_SECRET_KEY = "test-secret-key-" + secrets.token_hex(16)
-
-
-def listening_socket() -> socket.socket:
-    """A TCP socket already bound to a free loopback port and listening, to hand to a server
-    (gunicorn --bind fd://N): choosing a free port and letting the server bind it later is a
-    race another process on a busy machine can win."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def gunicorn_bind_arguments(sock: socket.socket) -> tuple[list[str], str]:
-    """gunicorn's --bind for an inherited socket, and the URL it serves on."""
-    port = int(sock.getsockname()[1])
-    return ["--bind", f"fd://{sock.fileno()}"], f"http://127.0.0.1:{port}"
 
 
 def using_postgresql() -> bool:
@@ -260,10 +246,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def live_server_factory(
     app: Flask, base_config: dict[str, Any], tmp_path: Path
 ) -> Iterator[Callable[..., LiveServer]]:
-    """Start the dashboard under gunicorn on 127.0.0.1:<free port>; extra keyword arguments
-    become ALTMESH_DASHBOARD_* settings. The `app` fixture has already migrated the database."""
+    """Start the dashboard under gunicorn, with its packaged configuration, on
+    127.0.0.1:<free port>; extra keyword arguments become ALTMESH_DASHBOARD_* settings. The `app`
+    fixture has already migrated the database (the arbiter's own migration finds nothing to do)."""
     processes: list[subprocess.Popen[bytes]] = []
     sockets: list[socket.socket] = []
+    home = tmp_path / "gunicorn-home"
+    home.mkdir()
 
     def start(workers: int = 2, **settings: Any) -> LiveServer:
         sock = listening_socket()
@@ -284,6 +273,8 @@ def live_server_factory(
             **settings,
         }
         env.update({f"ALTMESH_DASHBOARD_{key}": str(value) for key, value in merged.items()})
+        env["HOME"] = str(home)  # whatever gunicorn leaves in its home is seen below
+        env.pop("XDG_RUNTIME_DIR", None)
         log_path = tmp_path / f"gunicorn-{port}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
@@ -291,6 +282,10 @@ def live_server_factory(
                     sys.executable,
                     "-m",
                     "gunicorn",
+                    # The packaged settings, as the role runs it: no control socket in
+                    # ~/.gunicorn shared by every gunicorn of this user (tests included).
+                    "-c",
+                    "python:altmesh_dashboard.gunicorn_conf",
                     *bind,
                     "--workers",
                     str(workers),
@@ -327,6 +322,9 @@ def live_server_factory(
             _stop(process)
         for sock in sockets:
             sock.close()
+    # gunicorn's default control socket (~/.gunicorn/gunicorn.ctl) would be shared by every
+    # gunicorn of this user: the packaged config has none, and neither do the tests.
+    assert not (home / ".gunicorn").exists(), "a live server made ~/.gunicorn"
 
 
 @pytest.fixture

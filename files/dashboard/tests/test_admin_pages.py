@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.models import ApiToken, AuditEntry, User
 from altmesh_dashboard.tokens import hash_token
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 
 def _audit(app: Flask, action: str) -> AuditEntry:
@@ -125,7 +126,8 @@ def test_a_token_made_in_the_browser_is_shown_once_works_and_can_be_revoked(
 ) -> None:
     page = admin_client.get("/relays/tokens").get_data(as_text=True)
     created = admin_client.post(
-        "/relays/tokens", data={"csrf_token": csrf_token_in(page), "relay": "relay-9"}
+        "/relays/tokens",
+        data={"csrf_token": csrf_token_in(page), "kind": "relay", "name": "relay-9"},
     )
     html = created.get_data(as_text=True)
     token = re.search(r"<code>(amr_[^<]+)</code>", html)
@@ -155,11 +157,70 @@ def test_token_form_rejects_a_bad_relay_name(
 ) -> None:
     page = admin_client.get("/relays/tokens").get_data(as_text=True)
     response = admin_client.post(
-        "/relays/tokens", data={"csrf_token": csrf_token_in(page), "relay": "Not A Label"}
+        "/relays/tokens",
+        data={"csrf_token": csrf_token_in(page), "kind": "relay", "name": "Not A Label"},
     )
     assert response.status_code == 400
     assert "must be one DNS label" in response.get_data(as_text=True)
     assert "amr_" not in response.get_data(as_text=True)
+
+
+def test_a_service_token_made_on_the_tokens_page_is_scoped_to_its_name_and_audited(
+    app: Flask, admin_client: FlaskClient, csrf_token_in: Callable
+) -> None:
+    page = admin_client.get("/relays/tokens").get_data(as_text=True)
+    created = admin_client.post(
+        "/relays/tokens",
+        data={"csrf_token": csrf_token_in(page), "kind": "service", "name": "Web.alt"},
+    )
+    assert created.status_code == 200
+    html = created.get_data(as_text=True)
+    token = re.search(r"<code>(ams_[^<]+)</code>", html)
+    assert token is not None
+    assert "Token for service <strong>web.alt.</strong>" in html
+    with app.app_context():
+        row = get_session().scalar(
+            select(ApiToken).where(ApiToken.token_hash == hash_token(token.group(1)))
+        )
+        assert row is not None
+        assert (row.kind, row.service_name, row.relay_name) == ("service", "web.alt.", None)
+    entry = _audit(app, "token.create")
+    assert entry.target == "service:web.alt."
+    assert entry.after == {
+        "id": row.id,
+        "kind": "service",
+        "service_name": "web.alt.",
+        "revoked": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "problem"),
+    [
+        ("service", "web.example", "must be a name inside the zone alt."),
+        ("service", "alt.", "must be a name inside the zone alt."),
+        ("service", "we b.alt", "must be dot-separated labels"),
+        ("printer", "relay-1", "Not a valid choice"),
+    ],
+)
+def test_the_tokens_page_refuses_a_bad_kind_or_name_and_makes_no_token(
+    app: Flask,
+    admin_client: FlaskClient,
+    csrf_token_in: Callable,
+    kind: str,
+    name: str,
+    problem: str,
+) -> None:
+    page = admin_client.get("/relays/tokens").get_data(as_text=True)
+    response = admin_client.post(
+        "/relays/tokens", data={"csrf_token": csrf_token_in(page), "kind": kind, "name": name}
+    )
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert problem in html
+    assert "ams_" not in html and "amr_" not in html
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(ApiToken)) == 0
 
 
 def test_tokens_cli_creates_lists_and_revokes(app: Flask) -> None:

@@ -39,6 +39,7 @@ from dns_support import (
 )
 from flask import Flask
 from flask.testing import FlaskClient
+from keys_support import address_of
 from sqlalchemy import select
 
 PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -99,7 +100,7 @@ def _bearer(token: str) -> dict[str, str]:
 def _register(
     client: FlaskClient, token: str, name: str, endpoints: list[dict[str, Any]], key: str
 ) -> dict[str, Any]:
-    body = {"name": name, "public_key": key, "address": "fd00:1:2::11", "endpoints": endpoints}
+    body = {"name": name, "public_key": key, "address": address_of(key), "endpoints": endpoints}
     response = client.post("/api/v1/relays/register", json=body, headers=_bearer(token))
     assert response.status_code in (200, 201), response.get_data(as_text=True)
     result: dict[str, Any] = response.get_json()
@@ -150,8 +151,9 @@ def test_registration_publishes_address_key_and_dns_sd_records(
     assert result["dns"] == "published"
     named = lab.named
 
-    assert wait_for_answer(named, "relay-1.alt.", "AAAA", ["fd00:1:2::11"]) == ["fd00:1:2::11"]
-    assert _validated(lab, "relay-1.alt.", "AAAA") == ["fd00:1:2::11"]
+    address = address_of(PUBLIC_KEY)
+    assert wait_for_answer(named, "relay-1.alt.", "AAAA", [address]) == [address]
+    assert _validated(lab, "relay-1.alt.", "AAAA") == [address]
     assert _validated(lab, "relay-1.alt.", "TXT") == [f'"altmesh-key={PUBLIC_KEY}"']
     srv = ["0 50 7000 ep0.relay-1.alt.", "0 50 7001 relay1.example.net."]
     assert _validated(lab, "_altmesh._tcp.alt.", "SRV") == srv
@@ -169,7 +171,7 @@ def test_registration_publishes_address_key_and_dns_sd_records(
         [entry] = list(entries)
     assert entry.actor == "relay:relay-1"
     assert entry.after is not None
-    assert "relay-1.alt. AAAA fd00:1:2::11" in entry.after["records"]
+    assert f"relay-1.alt. AAAA {address}" in entry.after["records"]
 
 
 def test_heartbeat_with_a_different_load_changes_the_srv_weight_and_jitter_does_not(
@@ -211,9 +213,9 @@ def test_update_relay_weight_sends_only_when_the_weight_changes(
     zone = ZoneClient.from_config(lab.settings())
     with dns_app.app_context():
         relay = get_session().scalars(select(Relay).where(Relay.name == "relay-1")).one()
-        assert update_relay_weight(relay, 0.5, zone) is False  # registered with weight 50
-        assert update_relay_weight(relay, 0.3, zone) is True
-        assert update_relay_weight(relay, 0.31, zone) is False
+        assert update_relay_weight(relay, zone, weight=50) is False  # registered with 50
+        assert update_relay_weight(relay, zone, weight=weight_for_load(0.3)) is True
+        assert update_relay_weight(relay, zone, weight=weight_for_load(0.31)) is False
     wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", ["0 70 7000 ep0.relay-1.alt."])
     assert published_srv_weights(zone, "relay-1") == [70]
 
@@ -270,10 +272,10 @@ def test_an_old_stored_weight_is_checked_against_the_server(
         relay.published_weight = 70  # wrong: the zone has 50
         relay.weight_published_at = utcnow() - dt.timedelta(seconds=WEIGHT_RECHECK_SECONDS - 60)
         get_session().commit()
-        assert update_relay_weight(relay, 0.3, zone) is False  # recent enough: trusted
+        assert update_relay_weight(relay, zone, weight=70) is False  # recent enough: trusted
         relay.weight_published_at = utcnow() - dt.timedelta(seconds=WEIGHT_RECHECK_SECONDS + 1)
         get_session().commit()
-        assert update_relay_weight(relay, 0.3, zone) is True
+        assert update_relay_weight(relay, zone, weight=70) is True
         assert relay.published_weight == 70
     expected = ["0 70 7000 ep0.relay-1.alt."]
     assert wait_for_answer(lab.named, "relay-1._altmesh._tcp.alt.", "SRV", expected) == expected
@@ -341,7 +343,7 @@ def test_unpublish_removes_only_that_relays_records(
         ("ep0.relay-1.alt.", "A"),
     ]:
         assert query(lab.named, name, rdtype) == [], (name, rdtype)
-    assert query(lab.named, "relay-2.alt.", "AAAA") == ["fd00:1:2::11"]
+    assert query(lab.named, "relay-2.alt.", "AAAA") == [address_of(OTHER_KEY)]
 
 
 def test_the_altmesh_client_resolves_a_published_relay_with_dnssec(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
+from keys_support import address_of
 from prometheus_client.parser import text_string_to_metric_families
 
 SCRAPE_TOKEN = "scrape-token-0123456789abcdef"
@@ -49,7 +50,7 @@ def test_metrics_count_relays_by_state_heartbeats_logins_and_failures(
         json={
             "name": "relay-1",
             "public_key": base64.b64encode(bytes(32)).decode(),
-            "address": "fd00::1",
+            "address": address_of(base64.b64encode(bytes(32)).decode()),
             "endpoints": [{"host": "192.0.2.1", "port": 7000}],
         },
     )

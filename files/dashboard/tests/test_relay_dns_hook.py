@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 from flask import Flask
 from flask.testing import FlaskClient
+from keys_support import address_of
 from prometheus_client import REGISTRY
 
 REGISTRATION = {
     "name": "relay-1",
     "public_key": base64.b64encode(bytes(32)).decode(),
-    "address": "fd00::1",
+    "address": address_of(base64.b64encode(bytes(32)).decode()),
     "endpoints": [{"host": "192.0.2.1", "port": 7000}],
 }
 

@@ -12,13 +12,14 @@ from altmesh_dashboard.db import get_session
 from altmesh_dashboard.models import ApiToken, User
 from flask import Flask
 from flask.testing import FlaskClient
+from keys_support import address_of
 from sqlalchemy import select
 
 PASSWORD = "admin-password-for-leak-test"
 REGISTRATION = {
     "name": "relay-1",
     "public_key": base64.b64encode(bytes(32)).decode(),
-    "address": "fd00::1",
+    "address": address_of(base64.b64encode(bytes(32)).decode()),
     "endpoints": [{"host": "192.0.2.1", "port": 7000}],
 }
 HEARTBEAT = {"load": 0.5, "active_streams": 1, "bytes_in": 1, "bytes_out": 1, "version": "1"}

@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import pytest
 from altmesh_dashboard.db import get_session
-from altmesh_dashboard.models import AuditEntry, Link, Relay, SecurityEvent, utcnow
-from altmesh_dashboard.relays import link_colour
+from altmesh_dashboard.models import AuditEntry, Relay, SecurityEvent, utcnow
+from altmesh_dashboard.relays import link_colour, time_label
 from flask import Flask
 from flask.testing import FlaskClient
+from keys_support import address_of
 from sqlalchemy import select
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -41,7 +42,10 @@ def add_link(app: Flask, source: str, peer: str, state: str, rtt_ms: float | Non
         session = get_session()
         relay = session.scalar(select(Relay).where(Relay.name == source))
         assert relay is not None
-        relay.links.append(Link(peer_name=peer, state=state, rtt_ms=rtt_ms))
+        relay.links = sorted(
+            [*relay.links, {"peer": peer, "state": state, "rtt_ms": rtt_ms}],
+            key=lambda link: str(link["peer"]),
+        )
         session.commit()
 
 
@@ -76,7 +80,7 @@ def test_relay_detail_shows_links_and_heartbeat_history(
         json={
             "name": "relay-1",
             "public_key": base64.b64encode(bytes(32)).decode(),
-            "address": "fd00::1",
+            "address": address_of(base64.b64encode(bytes(32)).decode()),
             "endpoints": [{"host": "relay1.example", "port": 7000}],
         },
     )
@@ -121,6 +125,22 @@ def test_link_colour_follows_state_and_rtt(state: str, rtt: float | None, colour
     assert link_colour(state, rtt) == colour
 
 
+@pytest.mark.parametrize(
+    ("span_seconds", "label"),
+    [
+        (1.5, "23:04:08.6"),  # ticks 0.4 s apart: tenths, or they would repeat
+        (4.0, "23:04:08"),
+        (3000.0, "23:04:08"),  # 100 heartbeats 30 s apart
+        (86400.0 * 3, "12-01 23:04"),  # a relay that was silent for days: the date counts
+    ],
+)
+def test_load_chart_time_labels_are_as_precise_as_the_span_needs(
+    span_seconds: float, label: str
+) -> None:
+    moment = dt.datetime(2026, 12, 1, 23, 4, 8, 650_000, tzinfo=dt.UTC)
+    assert time_label(moment, span_seconds) == label
+
+
 def test_mesh_svg_draws_relays_and_links_coloured_by_state_and_rtt(
     app: Flask, viewer_client: FlaskClient
 ) -> None:
@@ -129,14 +149,25 @@ def test_mesh_svg_draws_relays_and_links_coloured_by_state_and_rtt(
     add_link(app, "a", "b", "up", 12.0)
     add_link(app, "b", "c", "up", 220.0)
     add_link(app, "c", "a", "down", None)
-    add_link(app, "a", "unknown-peer", "up", 1.0)  # not a registered relay: not drawn
+    add_link(app, "a", "unknown-peer", "up", 1.0)  # not a registered relay: drawn as unknown
     response = viewer_client.get("/relays/mesh.svg")
     assert response.mimetype == "image/svg+xml"
     root = ET.fromstring(response.get_data())  # noqa: S314 - our own output
-    nodes = {g.get("data-relay") for g in root.iter(f"{SVG}g")}
-    assert nodes == {"a", "b", "c"}
-    lines = {(line.get("data-from"), line.get("data-to")): line for line in root.iter(f"{SVG}line")}
-    assert set(lines) == {("a", "b"), ("b", "c"), ("c", "a")}
+    nodes = {g.get("data-relay"): g.get("class") for g in root.iter(f"{SVG}g")}
+    assert nodes == {"a": "node up", "b": "node up", "c": "node up", "unknown-peer": "node unknown"}
+    lines = {
+        (line.get("data-from"), line.get("data-to")): line
+        for line in root.iter(f"{SVG}line")
+        if line.get("class", "").startswith("link ")
+    }
+    assert set(lines) == {("a", "b"), ("b", "c"), ("c", "a"), ("a", "unknown-peer")}
+    # No end reports the way back: each line's other half is drawn as "not reported".
+    halves = {
+        (line.get("data-from"), line.get("data-to"))
+        for line in root.iter(f"{SVG}line")
+        if line.get("class") == "unreported"
+    }
+    assert halves == {("b", "a"), ("c", "b"), ("a", "c"), ("unknown-peer", "a")}
     assert lines[("a", "b")].get("stroke") == "#27ae60"
     assert lines[("b", "c")].get("stroke") == "#e67e22"
     assert lines[("c", "a")].get("stroke") == "#c0392b"
@@ -152,14 +183,17 @@ def test_security_events_can_be_filtered(app: Flask, viewer_client: FlaskClient)
     with app.app_context():
         session = get_session()
         relays = {r.name: r for r in session.scalars(select(Relay))}
-        for relay, kind, severity, age in [
-            ("r1", "handshake_failure", "warning", 60),
-            ("r1", "replayed_handshake", "critical", 60),
-            ("r2", "handshake_failure", "info", 3 * 86400),
-        ]:
+        for index, (relay, kind, severity, age) in enumerate(
+            [
+                ("r1", "handshake_failure", "warning", 60),
+                ("r1", "replayed_handshake", "critical", 60),
+                ("r2", "handshake_failure", "info", 3 * 86400),
+            ]
+        ):
             session.add(
                 SecurityEvent(
                     relay_id=relays[relay].id,
+                    event_id=f"e{index}",
                     kind=kind,
                     severity=severity,
                     occurred_at=now - dt.timedelta(seconds=age),

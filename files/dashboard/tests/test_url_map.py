@@ -15,6 +15,7 @@ from werkzeug.routing import Rule
 
 PUBLIC = {"auth.login", "core.health", "static"}
 RELAY_TOKEN = {"api.register", "api.heartbeat", "api.events"}
+SERVICE_TOKEN = {"api.register_service", "api.withdraw_service"}
 METRICS_TOKEN = {"core.metrics"}
 
 
@@ -34,6 +35,7 @@ def test_the_exempt_endpoints_are_exactly_the_documented_ones(app: Flask) -> Non
     marks = {endpoint: access_of(view) for endpoint, view in app.view_functions.items()}
     assert {e for e, mark in marks.items() if mark == "public"} == PUBLIC - {"static"}
     assert {e for e, mark in marks.items() if mark == "relay_token"} == RELAY_TOKEN
+    assert {e for e, mark in marks.items() if mark == "service_token"} == SERVICE_TOKEN
     assert {e for e, mark in marks.items() if mark == "metrics_token"} == METRICS_TOKEN
 
 
@@ -50,7 +52,7 @@ def test_every_other_route_refuses_anonymous_callers(
             where = f"{method} {url} ({rule.endpoint})"
             if rule.endpoint in PUBLIC:
                 assert response.status_code in (200, 400), where  # 400: login form incomplete
-            elif rule.endpoint in RELAY_TOKEN:
+            elif rule.endpoint in RELAY_TOKEN | SERVICE_TOKEN:
                 assert response.status_code == 401, where
                 assert "token" in response.get_json()["error"], where
             elif rule.endpoint in METRICS_TOKEN or url.startswith("/api/"):

@@ -12,14 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from altmesh.protocol import EndToEndSession, MemoryReplayStore
 from altmesh.protocol import records as R
-from common import (
-    INITIATOR_KEY,
-    RESPONDER_KEY,
-    new_initiator,
-    new_responder,
-)
+from common import new_e2e_initiator, new_e2e_responder, new_initiator, new_responder
 
 DESTINATION = ipaddress.IPv6Address("fd00:f022::1")
 
@@ -46,15 +40,12 @@ def record_seeds() -> list[bytes]:
 
 def handshake_seeds() -> list[bytes]:
     initiator = new_initiator()
-    message1 = initiator.data_to_send()
+    message1 = initiator.data_to_send(0.0)
     responder = new_responder()
     responder.receive_data(message1, 0.0)
-    message2 = responder.data_to_send()
-    client = EndToEndSession.initiator("fuzznet", INITIATOR_KEY, RESPONDER_KEY.public)
-    e2e1 = client.start()
-    service = EndToEndSession.responder(
-        "fuzznet", [RESPONDER_KEY], authorize=lambda _k: True, replay_store=MemoryReplayStore()
-    )
+    message2 = responder.data_to_send(0.0)
+    e2e1 = new_e2e_initiator().start()
+    service = new_e2e_responder()
     service.receive(e2e1)
     return [message1, message2, e2e1, service.pending_output()]
 

@@ -16,11 +16,13 @@ import pytest
 import testinfra
 from testinfra.host import Host
 
-PRIMARY = "bind-alt-ns1"
-SECONDARY = "bind-alt-ns2"
-RESOLVER = "bind-alt-resolver"
+RUN_ID = os.environ.get("ALTMESH_RUN_ID", "local")  # scripts/molecule.sh: test hosts of this run
+PRIMARY = f"bind-alt-ns1-{RUN_ID}"
+SECONDARY = f"bind-alt-ns2-{RUN_ID}"
+RESOLVER = f"bind-alt-resolver-{RUN_ID}"
 DASHBOARD_KEY = "/etc/bind/keys/altmesh-dashboard.key"
 TRANSFER_KEY = "/etc/bind/keys/altmesh-transfer.key"
+RNDC_READONLY_KEY = "/etc/bind/keys/altmesh-rndc-readonly.key"
 
 # name, type, the answer `dig +short` prints (sorted lines), as declared in molecule.yml
 DECLARED_RECORDS = [
@@ -33,7 +35,7 @@ DECLARED_RECORDS = [
     ("mail.alt", "A", ["10.89.77.201", "10.89.77.202"]),
     ("alt", "CAA", ['0 issue ";"']),
     ("200.77.89.10.in-addr.alt", "PTR", ["www.alt."]),
-    ("alt", "NS", ["bind-alt-ns1.alt.", "bind-alt-ns2.alt."]),
+    ("alt", "NS", ["ns1.alt.", "ns2.alt."]),
 ]
 
 
@@ -124,7 +126,7 @@ def test_changed_soa_timer_reaches_both_servers(primary: Host, secondary: Host) 
             lambda h=host: short_answer(h, "127.0.0.1", "alt", "SOA")[0].split()[3] == "7200"
         )
     mname, rname = short_answer(primary, "127.0.0.1", "alt", "SOA")[0].split()[:2]
-    assert (mname, rname) == ("bind-alt-ns1.alt.", "hostmaster.alt.")
+    assert (mname, rname) == ("ns1.alt.", "hostmaster.alt.")
 
 
 def test_zone_is_signed_on_both_servers(primary: Host, secondary: Host) -> None:
@@ -193,11 +195,102 @@ def test_dashboard_key_cannot_change_the_delegation(primary: Host) -> None:
     assert "ns.elsewhere.example." not in short_answer(primary, "127.0.0.1", "alt", "NS")
 
 
+def test_dashboard_key_can_delegate_a_subzone(primary: Host) -> None:
+    rc, output = nsupdate(
+        primary,
+        "127.0.0.1",
+        ["update add delegated.alt. 300 IN NS ns1.delegated.example."],
+        f"-k {DASHBOARD_KEY}",
+    )
+    assert rc == 0, output
+    # A delegation is answered as a referral (authority section), so read the whole answer.
+    assert eventually(
+        lambda: (
+            "ns1.delegated.example."
+            in dig(primary, "127.0.0.1", "+norecurse", "delegated.alt", "NS")
+        )
+    ), "the delegation never appeared"
+    nsupdate(
+        primary,
+        "127.0.0.1",
+        ["update delete delegated.alt. NS"],
+        f"-k {DASHBOARD_KEY}",
+    )
+
+
 def test_zone_transfer_needs_the_transfer_key(primary: Host, secondary: Host) -> None:
     unsigned = dig(secondary, address_of(primary), "alt", "AXFR")
     assert "Transfer failed" in unsigned, unsigned
     signed = dig(secondary, address_of(primary), "-k", TRANSFER_KEY, "alt", "AXFR")
     assert re.search(r"www\.alt\.\s+\d+\s+IN\s+A\s+10\.89\.77\.200", signed), signed
+
+
+def test_the_dashboard_key_reads_the_zone_by_axfr(primary: Host, secondary: Host) -> None:
+    # the dashboard shows the zone it manages from a TSIG-signed AXFR with its own key
+    key = primary.file(DASHBOARD_KEY).content_string
+    secondary.run("install -d -m 0700 /root/dashboard-key")
+    written = secondary.run(f"umask 077; printf %s {quote(key)} > /root/dashboard-key/key")
+    assert written.rc == 0, written.stderr
+    try:
+        transfer = dig(
+            secondary, address_of(primary), "-k", "/root/dashboard-key/key", "alt", "AXFR"
+        )
+    finally:
+        secondary.run("rm -rf /root/dashboard-key")
+    assert "Transfer failed" not in transfer, transfer
+    assert re.search(r"www\.alt\.\s+\d+\s+IN\s+A\s+10\.89\.77\.200", transfer), transfer
+    assert re.search(r"^alt\.\s+\d+\s+IN\s+SOA\s", transfer, re.M), transfer
+
+
+def test_an_update_signed_with_the_dashboard_key_from_another_host_is_applied(
+    primary: Host, secondary: Host
+) -> None:
+    key = primary.file(DASHBOARD_KEY).content_string
+    secondary.run("install -d -m 0700 /root/dashboard-key")
+    secondary.run(f"umask 077; printf %s {quote(key)} > /root/dashboard-key/key")
+    name = f"from-dashboard-{os.getpid()}.alt"
+    try:
+        rc, output = nsupdate(
+            secondary,
+            address_of(primary),
+            [f'update add {name}. 300 IN TXT "made with the dashboard key"'],
+            "-k /root/dashboard-key/key",
+        )
+    finally:
+        secondary.run("rm -rf /root/dashboard-key")
+    assert rc == 0, output
+    assert short_answer(primary, "127.0.0.1", name, "TXT") == ['"made with the dashboard key"']
+
+
+def rndc_from(client: Host, server: str, key: str, command: str) -> tuple[int, str]:
+    # The test hosts are DNS servers with an /etc/bind/rndc.conf of their own, which would take
+    # precedence over `rndc -k`: a config of its own names the read-only key instead.
+    conf = 'include "/root/rndc-ro/key";\noptions { default-key "altmesh-rndc-readonly"; };\n'
+    client.run("install -d -m 0700 /root/rndc-ro")
+    client.run(f"umask 077; printf %s {quote(key)} > /root/rndc-ro/key")
+    client.run(f"umask 077; printf %s {quote(conf)} > /root/rndc-ro/rndc.conf")
+    try:
+        result = client.run(f"rndc -c /root/rndc-ro/rndc.conf -s {server} -p 953 {command}")
+    finally:
+        client.run("rm -rf /root/rndc-ro")
+    return result.rc, result.stdout + result.stderr
+
+
+def test_rndc_status_works_read_only_from_an_allowed_host(primary: Host, resolver: Host) -> None:
+    key = primary.file(RNDC_READONLY_KEY).content_string
+    rc, output = rndc_from(resolver, address_of(primary), key, "status")
+    assert rc == 0, output
+    assert "server is up and running" in output, output
+    rc, output = rndc_from(resolver, address_of(primary), key, "reconfig")
+    assert rc != 0, output
+    assert primary.run("rndc status").rc == 0
+    assert "up and running" in primary.check_output("rndc status")
+
+
+def test_rndc_refuses_hosts_that_are_not_allowed(primary: Host, secondary: Host) -> None:
+    key = primary.file(RNDC_READONLY_KEY).content_string
+    rc, output = rndc_from(secondary, address_of(primary), key, "status")
+    assert rc != 0, output
 
 
 def test_resolver_returns_validated_answers(resolver: Host, primary: Host) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -32,8 +32,10 @@ from altmesh_dashboard.auth.access import (
     mark_access,
     public,
 )
+from altmesh_dashboard.auth.cookie_session import CookieSessionInterface
 from altmesh_dashboard.config import dns_is_configured, load_config
-from altmesh_dashboard.db import get_session, init_db, upgrade_database
+from altmesh_dashboard.db import database_problem, engine_of, init_db, upgrade_database
+from altmesh_dashboard.formatting import human_bytes
 from altmesh_dashboard.metrics import FAILURES, render_metrics
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,20 @@ def home() -> ResponseReturnValue:
 @core.get("/health")
 @public
 def health() -> ResponseReturnValue:
-    """For load balancers and systemd checks: is the app up and its database reachable?"""
-    try:
-        get_session().execute(text("SELECT 1"))
-    except Exception:
-        log.exception("health check: database unreachable")
-        return jsonify(status="unhealthy", database="unreachable"), 503
-    return jsonify(status="ok", version=__version__)
+    """For load balancers and systemd checks: is the app up, its database reachable, and can it
+    write (a full disk, a read-only file or replica, a stuck lock)? The read is made on every
+    call; the write at most every HEALTH_WRITE_EVERY_SECONDS per process while it succeeds, and
+    on every call after a failure, so a recovery shows at once."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    problem = database_problem(engine_of(app))
+    if problem is not None:
+        state, reason = problem
+        log.warning("health check: database %s: %s", state, reason)
+        return jsonify(status="unhealthy", database=state), 503
+    return Response(_HEALTHY, mimetype="application/json")
+
+
+_HEALTHY = json.dumps({"status": "ok", "version": __version__}).encode()  # the same every time
 
 
 @core.get("/metrics")
@@ -119,19 +128,36 @@ def _install_error_pages(app: Flask) -> None:
         return render_template("error.html", code=500, message=message), 500
 
 
+# Sent on every answer (the app's pages, its API, /health), unless a view set its own.
+SECURITY_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
+        "frame-ancestors 'none'; form-action 'self'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+)
+
+
 def _install_security_headers(app: Flask) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
-            "frame-ancestors 'none'; form-action 'self'",
-        )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.endpoint != "static":
-            response.headers.setdefault("Cache-Control", "no-store")
+        headers = response.headers
+        # One pass over the few headers a view set, instead of one per header to add.
+        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers, not dict
+        for name, value in SECURITY_HEADERS:
+            if name.lower() not in present:
+                headers.add(name, value)
+        if request.endpoint != "static" and "cache-control" not in present:
+            headers.add("Cache-Control", "no-store")
+        max_age = app.config["HSTS_MAX_AGE_SECONDS"]
+        if request.is_secure and max_age:
+            # Only over HTTPS (RFC 6797 §7.2: a UA ignores it over HTTP, and sending it there
+            # would claim a TLS set-up that may not exist). Behind a TLS proxy, is_secure comes
+            # from X-Forwarded-Proto, trusted for PROXY_COUNT hops.
+            headers.setdefault("Strict-Transport-Security", f"max-age={max_age}")
         return response
 
 
@@ -140,6 +166,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     ALTMESH_DASHBOARD_CONFIG, ALTMESH_DASHBOARD_* variables and `config`, in that order; a bad
     setting raises ConfigError naming it."""
     app = Flask("altmesh_dashboard", instance_relative_config=True)
+    app.session_interface = CookieSessionInterface()
     settings = load_config(config)
     app.config.update(settings)
     app.config.update(
@@ -165,7 +192,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         upgrade_database(app)
     csrf.init_app(app)
 
-    from altmesh_dashboard import api, audit, auth, dns, events, relays
+    from altmesh_dashboard import api, audit, auth, dns, events, relays, services_page
     from altmesh_dashboard.cli import register_cli
 
     app.register_blueprint(core)
@@ -175,12 +202,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(audit.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dns.bp)
+    app.register_blueprint(services_page.bp)
     csrf.exempt(api.bp)  # the relay API is token-authenticated JSON, not a browser form
 
     install_login_guard(app)
     _install_error_pages(app)
     _install_security_headers(app)
     register_cli(app)
+
+    app.add_template_filter(human_bytes, "human_bytes")
 
     @app.context_processor
     def _template_globals() -> dict[str, Any]:
@@ -189,6 +219,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "has_endpoint": lambda name: name in app.view_functions,
             "dns_configured": dns_is_configured(app.config),
             "version": __version__,
+            "page_refresh_seconds": app.config["PAGE_REFRESH_SECONDS"],
         }
 
     return app

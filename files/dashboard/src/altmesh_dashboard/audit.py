@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from altmesh_dashboard.auth.access import load_current_user, role_required
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.models import AuditEntry, User
+from altmesh_dashboard.pagination import page_number
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -62,8 +63,9 @@ def index() -> str:
         query = query.where(AuditEntry.actor == actor)
     if action:
         query = query.where(AuditEntry.action == action)
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = page_number(request.args.get("page"), pages)
     entries = session.scalars(
         query.order_by(AuditEntry.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
     ).all()
@@ -72,7 +74,7 @@ def index() -> str:
         "audit.html",
         entries=entries,
         page=page,
-        pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        pages=pages,
         actor=actor,
         action=action,
         actions=list(actions),

@@ -1,27 +1,51 @@
-"""Command line: `flask --app altmesh_dashboard users create|list|set-password`,
-`tokens create|list|revoke`, `db upgrade`. Secrets are read from stdin or a prompt, never from
-arguments (they would show in `ps` and shell history)."""
+"""Command line: `flask --app altmesh_dashboard users create|list|set-password|set-role`,
+`tokens create [--service NAME]|list|revoke`, `relays check-liveness`, `db upgrade`. Secrets are
+read from stdin or a prompt, never from arguments (they would show in `ps` and shell history).
+An unreachable database is a message and exit status 3, not a traceback."""
 
 from __future__ import annotations
 
+import functools
 import getpass
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from altmesh_dashboard.audit import record_audit
 from altmesh_dashboard.auth.passwords import hash_password, password_problem
-from altmesh_dashboard.db import get_session, upgrade_database
+from altmesh_dashboard.config import StartupError, dns_is_configured
+from altmesh_dashboard.db import database_url, first_line, get_session, shown_url, upgrade_database
 from altmesh_dashboard.models import ROLES, ApiToken, User
-from altmesh_dashboard.payloads import PayloadError, relay_name
-from altmesh_dashboard.tokens import create_token, revoke_token
+from altmesh_dashboard.payloads import PayloadError, relay_name, service_name
+from altmesh_dashboard.tokens import create_service_token, create_token, revoke_token
 
 users = AppGroup("users", help="Manage dashboard users.")
-tokens = AppGroup("tokens", help="Manage relay API tokens.")
+tokens = AppGroup("tokens", help="Manage relay and service API tokens.")
+relays = AppGroup("relays", help="Relay maintenance.")
 database = AppGroup("db", help="Manage the database schema.")
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def _database_errors(command: C) -> C:
+    """A database that cannot be reached is a one-line message and exit status 3."""
+
+    @functools.wraps(command)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DBAPIError as error:
+            url = shown_url(database_url(current_app._get_current_object()))  # type: ignore[attr-defined]
+            raise StartupError(f"cannot use the database {url}: {first_line(error)}") from None
+
+    wrapped._altmesh_database_errors = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[return-value]
 
 
 def _cli_actor() -> str:
@@ -103,15 +127,36 @@ def list_users() -> None:
 
 
 @tokens.command("create")
-@click.argument("relay")
-def create_relay_token(relay: str) -> None:
-    """Create an API token for RELAY. It is printed once; only its hash is stored."""
+@click.argument("relay", required=False)
+@click.option(
+    "--service",
+    "service",
+    metavar="NAME",
+    help="make a service token that may publish only NAME (e.g. web.alt) instead",
+)
+def create_relay_token(relay: str | None, service: str | None) -> None:
+    """Create an API token for RELAY, or with --service NAME for a service's name. It is printed
+    once, on stdout; only its hash is stored."""
+    if (relay is None) == (service is None):
+        raise click.UsageError("give either RELAY or --service NAME")
+    db = get_session()
+    if service is not None:
+        try:
+            name = service_name(service, str(current_app.config["DNS_ZONE"]))
+        except ValueError as error:
+            raise click.ClickException(f"--service: {error}") from None
+        row, token = create_service_token(db, name, _cli_actor())
+        record_audit(_cli_actor(), "token.create", row.subject, None, row.audit_view())
+        click.echo(f"# token {row.id} for service {name}; shown once, store it now", err=True)
+        click.echo(token)
+        return
+    assert relay is not None
     try:
         relay_name(relay, "relay")
     except PayloadError as error:
         raise click.ClickException(str(error)) from None
-    row, token = create_token(get_session(), relay, _cli_actor())
-    record_audit(_cli_actor(), "token.create", f"relay:{relay}", None, row.audit_view())
+    row, token = create_token(db, relay, _cli_actor())
+    record_audit(_cli_actor(), "token.create", row.subject, None, row.audit_view())
     click.echo(f"# token {row.id} for relay {relay}; shown once, store it now", err=True)
     click.echo(token)
 
@@ -129,8 +174,8 @@ def revoke_relay_token(token_id: int) -> None:
         return
     before = row.audit_view()
     revoke_token(db, token_id)
-    record_audit(_cli_actor(), "token.revoke", f"relay:{row.relay_name}", before, row.audit_view())
-    click.echo(f"token {token_id} of relay {row.relay_name} revoked")
+    record_audit(_cli_actor(), "token.revoke", row.subject, before, row.audit_view())
+    click.echo(f"token {token_id} of {row.subject.replace(':', ' ', 1)} revoked")
 
 
 @tokens.command("list")
@@ -138,19 +183,41 @@ def list_tokens() -> None:
     for row in get_session().scalars(select(ApiToken).order_by(ApiToken.id)):
         state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
         used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
-        click.echo(f"{row.id}\t{row.relay_name}\t{state}\tlast used {used}")
+        click.echo(f"{row.id}\t{row.subject}\t{state}\tlast used {used}")
+
+
+@relays.command("check-liveness")
+def check_liveness_command() -> None:
+    """Set the SRV weight of relays that stopped reporting to 0 (run it from a timer, every
+    RELAY_STALE_AFTER_SECONDS / 3 or so). Exit status 1 if a DNS update failed."""
+    from altmesh_dashboard.liveness import check_liveness
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not dns_is_configured(app.config):
+        click.echo("DNS is not configured: no SRV weights to keep")
+        return
+    result = check_liveness(app)
+    for name in result.demoted:
+        click.echo(f"relay {name} stopped reporting: SRV weight set to 0")
+    for name, reason in result.failed.items():
+        click.echo(f"relay {name}: could not set its SRV weight to 0: {reason}", err=True)
+    if result.failed:
+        sys.exit(1)
+    if not result.demoted:
+        click.echo("every relay with a weight above 0 is reporting")
 
 
 @database.command("upgrade")
 def upgrade() -> None:
     """Apply the packaged migrations (also done at start unless AUTO_MIGRATE is off)."""
-    from flask import current_app
-
     upgrade_database(current_app._get_current_object())  # type: ignore[attr-defined]
     click.echo("database schema is up to date")
 
 
 def register_cli(app: Flask) -> None:
-    app.cli.add_command(users)
-    app.cli.add_command(tokens)
-    app.cli.add_command(database)
+    for group in (users, tokens, relays, database):
+        for command in group.commands.values():
+            callback = command.callback
+            if callback is not None and not hasattr(callback, "_altmesh_database_errors"):
+                command.callback = _database_errors(callback)
+        app.cli.add_command(group)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from altmesh.protocol.address import network_prefix
 
 ENV_PREFIX = "ALTMESH_DASHBOARD_"
 CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
@@ -22,7 +23,14 @@ CONFIG_FILE_ENV = ENV_PREFIX + "CONFIG"
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
 
-class ConfigError(click.ClickException):
+class StartupError(click.ClickException):
+    """The app cannot start (a bad setting, an unreachable database); the message says why.
+    Exit status 3, like gunicorn's "worker failed to boot", for the CLI and gunicorn alike."""
+
+    exit_code = 3
+
+
+class ConfigError(StartupError):
     """A configuration value is missing or wrong; the message says which and why."""
 
 
@@ -74,12 +82,11 @@ def _zone(value: str) -> str | None:
 
 
 def _network_prefix(value: str) -> str | None:
+    """The relay's rule (altmesh.protocol.address): an RFC 4193 /48 inside fd00::/8."""
     try:
-        network = ipaddress.IPv6Network(value)
-    except ValueError:
-        return f"{value!r} is not an IPv6 prefix like fd12:3456:789a::/48"
-    if network.prefixlen != 48 or not network.subnet_of(ipaddress.IPv6Network("fc00::/7")):
-        return "must be an RFC 4193 ULA /48 prefix (inside fc00::/7)"
+        network_prefix(value)
+    except ValueError as error:
+        return f"{error} (like fd12:3456:789a::/48)"
     return None
 
 
@@ -103,6 +110,13 @@ SETTINGS: dict[str, Setting] = {
         lambda v: None if v == "" else _database_url(v),
         True,
     ),
+    "DATABASE_POOL_SIZE": Setting(
+        int,
+        5,
+        "database connections a process keeps open (up to twice this at a peak); the packaged "
+        "gunicorn config raises it to a worker's thread count",
+        _at_least(1),
+    ),
     "AUTO_MIGRATE": Setting(bool, True, "apply database migrations when the app starts"),
     "SESSION_COOKIE_SECURE": Setting(bool, True, "send the session cookie over HTTPS only"),
     "SESSION_LIFETIME_SECONDS": Setting(int, 8 * 3600, "how long a login lasts", _at_least(60)),
@@ -114,7 +128,12 @@ SETTINGS: dict[str, Setting] = {
     "RELAY_DOWN_AFTER_SECONDS": Setting(
         int, 300, "heartbeat age that makes a relay down", _at_least(1)
     ),
-    "API_MAX_BODY_BYTES": Setting(int, 65536, "largest relay API request body", _at_least(1024)),
+    "API_MAX_BODY_BYTES": Setting(
+        int,
+        524288,
+        "largest API request body (a heartbeat listing 10000 attached nodes is ~430 KB)",
+        _at_least(1024),
+    ),
     "HEARTBEAT_HISTORY": Setting(int, 1000, "heartbeats kept per relay", _at_least(10)),
     "METRICS_TOKEN": Setting(
         str,
@@ -128,6 +147,18 @@ SETTINGS: dict[str, Setting] = {
         True,
     ),
     "LOG_LEVEL": Setting(str, "INFO", "logging level", _log_level),
+    "HSTS_MAX_AGE_SECONDS": Setting(
+        int,
+        31536000,
+        "Strict-Transport-Security max-age sent on HTTPS answers (0: no HSTS header)",
+        _at_least(0),
+    ),
+    "PAGE_REFRESH_SECONDS": Setting(
+        int,
+        30,
+        "status pages reload themselves this often (0: never)",
+        lambda v: None if v == 0 or v >= 5 else "must be 0 (off) or at least 5",
+    ),
     "PROXY_COUNT": Setting(
         int,
         0,
@@ -162,8 +193,17 @@ SETTINGS: dict[str, Setting] = {
 DNS_REQUIRED_KEYS = ("DNS_SERVER", "DNS_TSIG_KEY_NAME", "DNS_TSIG_SECRET")
 
 
+def _shown(key: str, raw: Any) -> str:
+    """How a wrong value is quoted back in an error: a secret's value never is (a secret typed
+    into the wrong place, or slightly wrong, must not reach a log or a terminal)."""
+    if SETTINGS[key].secret:
+        return f"a {type(raw).__name__} (value not shown: it is a secret)"
+    return repr(raw)
+
+
 def _convert(key: str, raw: Any, source: str) -> Any:
     kind = SETTINGS[key].kind
+    shown = _shown(key, raw)
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -171,23 +211,23 @@ def _convert(key: str, raw: Any, source: str) -> Any:
             return True
         if isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{key} (from {source}): expected true or false, got {raw!r}")
+        raise ConfigError(f"{key} (from {source}): expected true or false, got {shown}")
     if kind is int:
         if isinstance(raw, bool):
-            raise ConfigError(f"{key} (from {source}): expected a whole number, got {raw!r}")
+            raise ConfigError(f"{key} (from {source}): expected a whole number, got {shown}")
         try:
             return int(raw)
         except (TypeError, ValueError):
             raise ConfigError(
-                f"{key} (from {source}): expected a whole number, got {raw!r}"
+                f"{key} (from {source}): expected a whole number, got {shown}"
             ) from None
     if kind is float:
         try:
             return float(raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"{key} (from {source}): expected a number, got {raw!r}") from None
+            raise ConfigError(f"{key} (from {source}): expected a number, got {shown}") from None
     if not isinstance(raw, str):
-        raise ConfigError(f"{key} (from {source}): expected a string, got {raw!r}")
+        raise ConfigError(f"{key} (from {source}): expected a string, got {shown}")
     return raw.strip()
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from altmesh_dashboard.auth.access import role_required
 from altmesh_dashboard.db import get_session
 from altmesh_dashboard.models import Relay, SecurityEvent, utcnow
+from altmesh_dashboard.pagination import page_number
 from altmesh_dashboard.payloads import SEVERITIES
 
 bp = Blueprint("events", __name__, url_prefix="/events")
@@ -35,8 +36,9 @@ def index() -> str:
         query = query.where(SecurityEvent.severity == severity)
     if period in PERIODS:
         query = query.where(SecurityEvent.occurred_at >= utcnow() - PERIODS[period])
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
     total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+    page = page_number(request.args.get("page"), pages)
     events = db.scalars(
         query.order_by(SecurityEvent.occurred_at.desc(), SecurityEvent.id.desc())
         .limit(PAGE_SIZE)
@@ -47,7 +49,7 @@ def index() -> str:
         events=events,
         total=total,
         page=page,
-        pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        pages=pages,
         filters={"relay": relay, "kind": kind, "severity": severity, "period": period},
         relays=db.scalars(select(Relay.name).order_by(Relay.name)).all(),
         kinds=db.scalars(select(SecurityEvent.kind).distinct().order_by(SecurityEvent.kind)).all(),

@@ -74,7 +74,7 @@ class RelayStateCollector(Collector):
 def render_metrics(app: Flask) -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # untyped __init__
         body = generate_latest(registry)
     else:
         from prometheus_client import REGISTRY

@@ -118,10 +118,14 @@ class Relay(Base):
     # so every gunicorn worker (and the app after a restart) knows whether a heartbeat changes it.
     published_weight: Mapped[int | None] = mapped_column(Integer, default=None)
     weight_published_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # SHA-256 of the sorted `attached` list of the last heartbeat that changed it: a heartbeat
+    # with the same list (the usual case) costs no write to `attachments`.
+    attached_digest: Mapped[str | None] = mapped_column(String(64), default=None)
 
-    links: Mapped[list[Link]] = relationship(
-        back_populates="relay", cascade="all, delete-orphan", order_by="Link.peer_name"
-    )
+    # The relay's links to its mesh peers as its latest heartbeat reported them, sorted by peer:
+    # [{"peer": "r2", "state": "up", "rtt_ms": 3.2}, ...]. One column, not a table, so a
+    # heartbeat is one UPDATE of this row however many links it reports.
+    links: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
     def audit_view(self) -> dict[str, Any]:
         return {
@@ -132,20 +136,43 @@ class Relay(Base):
         }
 
 
-class Link(Base):
-    """A relay's link to a mesh peer, as its latest heartbeat described it."""
+class Attachment(Base):
+    """A node (client or service) attached to a relay, by its overlay address, as the relay's
+    latest heartbeat listed it (`attached`). The Services page finds a service's relay here."""
 
-    __tablename__ = "links"
-    __table_args__ = (UniqueConstraint("relay_id", "peer_name"),)
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_address", "address"),)
+
+    relay_id: Mapped[int] = mapped_column(
+        ForeignKey("relays.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+
+
+class Service(Base):
+    """A service that published its name through the API (`POST /api/v1/services/register`)
+    with a service token: its AAAA and key TXT records are in the zone."""
+
+    __tablename__ = "services"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    relay_id: Mapped[int] = mapped_column(ForeignKey("relays.id", ondelete="CASCADE"))
-    peer_name: Mapped[str] = mapped_column(String(63))
-    state: Mapped[str] = mapped_column(String(16))
-    rtt_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    name: Mapped[str] = mapped_column(String(253), unique=True)  # absolute, e.g. web.alt.
+    public_key: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(45))
+    registered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    relay: Mapped[Relay] = relationship(back_populates="links")
+    def audit_view(self) -> dict[str, Any]:
+        return {"name": self.name, "public_key": self.public_key, "address": self.address}
+
+
+class HealthProbe(Base):
+    """One row that /health rewrites now and then, to prove the database takes writes."""
+
+    __tablename__ = "health_probe"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    written_at: Mapped[float] = mapped_column(Float)
 
 
 class Heartbeat(Base):
@@ -168,10 +195,13 @@ class SecurityEvent(Base):
     __table_args__ = (
         Index("ix_security_events_at", "occurred_at"),
         Index("ix_security_events_relay_kind", "relay_id", "kind"),
+        # A relay re-sends a batch it is not sure arrived: (relay, event id) is stored once.
+        UniqueConstraint("relay_id", "event_id", name="uq_security_events_relay_event_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     relay_id: Mapped[int] = mapped_column(ForeignKey("relays.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))  # the relay's id of the event
     occurred_at: Mapped[dt.datetime] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(64))
@@ -182,26 +212,41 @@ class SecurityEvent(Base):
     relay: Mapped[Relay] = relationship()
 
 
+TOKEN_KINDS = ("relay", "service")
+
+
 class ApiToken(Base):
-    """A relay's API token. Only a SHA-256 of the token is kept: tokens are 256 random bits, so a
-    fast hash is as safe as a slow KDF and keeps heartbeats cheap."""
+    """An API token: a relay's (kind "relay", `relay_name`) or a service's, scoped to one name
+    of the zone (kind "service", `service_name`). Only a SHA-256 of the token is kept: tokens are
+    256 random bits, so a fast hash is as safe as a slow KDF and keeps heartbeats cheap."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    relay_name: Mapped[str] = mapped_column(String(63), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="relay", server_default="relay")
+    relay_name: Mapped[str | None] = mapped_column(String(63), index=True, default=None)
+    service_name: Mapped[str | None] = mapped_column(String(253), default=None)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
+    @property
+    def subject(self) -> str:
+        """What the token is for, as the audit log and the pages name it."""
+        if self.kind == "service":
+            return f"service:{self.service_name}"
+        return f"relay:{self.relay_name}"
+
     def audit_view(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "relay_name": self.relay_name,
-            "revoked": self.revoked_at is not None,
-        }
+        view: dict[str, Any] = {"id": self.id, "kind": self.kind}
+        if self.kind == "service":
+            view["service_name"] = self.service_name
+        else:
+            view["relay_name"] = self.relay_name
+        view["revoked"] = self.revoked_at is not None
+        return view
 
 
 class AuditEntry(Base):

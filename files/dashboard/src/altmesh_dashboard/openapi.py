@@ -1,80 +1,110 @@
-"""The OpenAPI 3.1 description of the JSON API, served at /api/v1/openapi.json."""
+"""The OpenAPI 3.1 description of the JSON API, served at /api/v1/openapi.json.
+
+Request and answer bodies are the pydantic models of `payloads` and `answers`: their JSON Schema
+(the same schema that validates requests) is put under components/schemas, so the document
+cannot say something the app does not do."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from altmesh_dashboard import __version__
+from altmesh_dashboard.answers import (
+    ErrorAnswer,
+    EventsAnswer,
+    HeartbeatAnswer,
+    RegisterAnswer,
+    RelayList,
+    ServiceAnswer,
+    WithdrawAnswer,
+)
 from altmesh_dashboard.payloads import (
-    LINK_STATES,
-    MAX_ENDPOINTS,
-    MAX_EVENTS,
-    MAX_LINKS,
-    SEVERITIES,
+    EventBatch,
+    HeartbeatReport,
+    Registration,
+    ServiceRegistration,
+    ServiceWithdrawal,
 )
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+REF = "#/components/schemas/{model}"
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    Registration,
+    HeartbeatReport,
+    EventBatch,
+    ServiceRegistration,
+    ServiceWithdrawal,
+)
+ANSWER_MODELS: tuple[type[BaseModel], ...] = (
+    ErrorAnswer,
+    RegisterAnswer,
+    HeartbeatAnswer,
+    EventsAnswer,
+    RelayList,
+    ServiceAnswer,
+    WithdrawAnswer,
+)
+
+ERROR_MEANINGS = {
+    400: "the body is not valid JSON",
+    401: "missing, unknown or revoked token (or not logged in)",
+    403: "the token is for another relay or name, or the role is too low",
+    409: "a conflict: the relay has not registered yet, or the name is taken in the zone",
+    413: "the body is larger than API_MAX_BODY_BYTES",
+    415: "the body is not application/json",
+    422: "a field is missing or invalid; `field` names it",
+    502: "the DNS server refused or failed the update; `error` says why",
+    503: "DNS management is not configured on the dashboard",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    meaning = {
-        400: "the body is not valid JSON",
-        401: "missing, unknown or revoked token (or not logged in)",
-        403: "the token belongs to another relay, or the role is too low",
-        409: "the relay has not registered yet",
-        413: "the body is larger than API_MAX_BODY_BYTES",
-        415: "the body is not application/json",
-        422: "a field is missing or invalid; `field` names it",
-    }
     return {
         str(code): {
-            "description": meaning[code],
-            "content": {"application/json": {"schema": _ERROR}},
+            "description": ERROR_MEANINGS[code],
+            "content": {"application/json": {"schema": _ref(ErrorAnswer)}},
         }
         for code in codes
     }
 
 
-def _json_body(schema: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
-    }
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-RELAY_ERRORS = (400, 401, 413, 415, 422)
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _relay_answer(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "relay": {"$ref": "#/components/schemas/Relay"},
-                        "dns": {
-                            "type": "string",
-                            "description": "published, not configured, unavailable or "
-                            "failed: <reason>",
-                        },
-                    },
-                }
-            }
-        },
-    }
+TOKEN_ERRORS = (400, 401, 413, 415, 422)
+
+
+def component_schemas() -> dict[str, Any]:
+    """Every model's JSON Schema, requests in their validation form, answers in their
+    serialization form, with references between them under components/schemas."""
+    pairs = [(model, "validation") for model in REQUEST_MODELS] + [
+        (model, "serialization") for model in ANSWER_MODELS
+    ]
+    _keys, top = models_json_schema(pairs, ref_template=REF)  # type: ignore[arg-type]
+    schemas: dict[str, Any] = top.get("$defs", {})
+    return schemas
 
 
 def openapi_document() -> dict[str, Any]:
-    name = {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "altmesh dashboard API",
             "version": __version__,
-            "description": "Relays register, send heartbeats and security events with their "
-            "API token. People read relay status with their login session.",
+            "description": "Relays register and send heartbeats and security events with their "
+            "relay token; services publish their name with a service token; people read relay "
+            "status with their login session. docs/dashboard-api.md describes every endpoint.",
         },
         "servers": [{"url": "/api/v1"}],
         "components": {
@@ -82,202 +112,102 @@ def openapi_document() -> dict[str, Any]:
                 "relayToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "per-relay token from `flask --app altmesh_dashboard tokens "
-                    "create RELAY`",
+                    "description": "a relay's token (amr_...) from `flask --app "
+                    "altmesh_dashboard tokens create RELAY`",
+                },
+                "serviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a service's token (ams_...), scoped to one name, from "
+                    "`flask --app altmesh_dashboard tokens create --service NAME`",
                 },
                 "session": {"type": "apiKey", "in": "cookie", "name": "altmesh_session"},
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {"type": "string"},
-                        "field": {"type": "string", "description": "the offending field"},
-                    },
-                },
-                "Registration": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name", "public_key", "address", "endpoints"],
-                    "properties": {
-                        "name": name,
-                        "public_key": {
-                            "type": "string",
-                            "description": "base64 of the relay's 32-byte X25519 static key",
-                        },
-                        "address": {
-                            "type": "string",
-                            "format": "ipv6",
-                            "description": "inside NETWORK_PREFIX when one is configured",
-                        },
-                        "endpoints": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": MAX_ENDPOINTS,
-                            "items": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["host", "port"],
-                                "properties": {
-                                    "host": {"type": "string"},
-                                    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                                },
-                            },
-                        },
-                    },
-                },
-                "Heartbeat": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["load", "active_streams", "bytes_in", "bytes_out", "version"],
-                    "properties": {
-                        "load": {
-                            "type": "number",
-                            "minimum": 0,
-                            "maximum": 1,
-                            "description": "fraction of the relay's capacity in use",
-                        },
-                        "active_streams": {"type": "integer", "minimum": 0},
-                        "bytes_in": {"type": "integer", "minimum": 0},
-                        "bytes_out": {"type": "integer", "minimum": 0},
-                        "version": {"type": "string", "maxLength": 64},
-                        "links": {
-                            "type": "array",
-                            "maxItems": MAX_LINKS,
-                            "items": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["peer", "state"],
-                                "properties": {
-                                    "peer": name,
-                                    "state": {"enum": list(LINK_STATES)},
-                                    "rtt_ms": {"type": ["number", "null"], "minimum": 0},
-                                },
-                            },
-                        },
-                    },
-                },
-                "EventBatch": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["events"],
-                    "properties": {
-                        "events": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": MAX_EVENTS,
-                            "items": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["time", "kind"],
-                                "properties": {
-                                    "time": {"type": "string", "format": "date-time"},
-                                    "kind": {
-                                        "type": "string",
-                                        "pattern": "^[a-z][a-z0-9_.]{0,63}$",
-                                    },
-                                    "severity": {"enum": list(SEVERITIES), "default": "warning"},
-                                    "peer": {"type": ["string", "null"]},
-                                    "detail": {"type": "object"},
-                                },
-                            },
-                        }
-                    },
-                },
-                "Relay": {
-                    "type": "object",
-                    "description": "a relay's registration and status",
-                    "properties": {
-                        "name": name,
-                        "public_key": {"type": "string"},
-                        "address": {"type": "string", "format": "ipv6"},
-                        "endpoints": {"type": "array", "items": {"type": "object"}},
-                        "state": {"enum": ["up", "stale", "down"]},
-                        "last_heartbeat_at": {"type": ["string", "null"], "format": "date-time"},
-                        "load": {"type": ["number", "null"]},
-                        "active_streams": {"type": ["integer", "null"]},
-                        "version": {"type": ["string", "null"]},
-                        "links": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "peer": name,
-                                    "state": {"enum": list(LINK_STATES)},
-                                    "rtt_ms": {"type": ["number", "null"]},
-                                },
-                            },
-                        },
-                    },
-                },
-            },
+            "schemas": component_schemas(),
         },
         "paths": {
             "/relays/register": {
                 "post": {
+                    "operationId": "registerRelay",
                     "summary": "Register a relay or update its key, address and endpoints",
                     "security": [{"relayToken": []}],
-                    "requestBody": _json_body("Registration"),
+                    "requestBody": _body(Registration),
                     "responses": {
-                        "200": _relay_answer("updated"),
-                        "201": _relay_answer("registered"),
-                        **_errors(*RELAY_ERRORS, 403),
+                        "200": _json(RegisterAnswer, "updated"),
+                        "201": _json(RegisterAnswer, "registered"),
+                        **_errors(*TOKEN_ERRORS, 403, 409),
                     },
                 }
             },
             "/relays/heartbeat": {
                 "post": {
-                    "summary": "Report load, streams, bytes, links and version",
+                    "operationId": "relayHeartbeat",
+                    "summary": "Report load, streams, bytes, links, attached nodes and version",
                     "security": [{"relayToken": []}],
-                    "requestBody": _json_body("Heartbeat"),
+                    "requestBody": _body(HeartbeatReport),
                     "responses": {
-                        "200": {"description": "recorded; the body holds the relay's state"},
-                        **_errors(*RELAY_ERRORS, 409),
+                        "200": _json(HeartbeatAnswer, "recorded; the relay's state"),
+                        **_errors(*TOKEN_ERRORS, 409),
                     },
                 }
             },
             "/relays/events": {
                 "post": {
-                    "summary": "Send a batch of security events",
+                    "operationId": "relayEvents",
+                    "summary": "Send a batch of security events (ids make re-sending safe)",
                     "security": [{"relayToken": []}],
-                    "requestBody": _json_body("EventBatch"),
+                    "requestBody": _body(EventBatch),
                     "responses": {
-                        "202": {"description": "stored; `accepted` counts them"},
-                        **_errors(*RELAY_ERRORS, 409),
+                        "202": _json(EventsAnswer, "stored; events already stored are counted"),
+                        **_errors(*TOKEN_ERRORS, 409),
                     },
                 }
             },
             "/relays": {
                 "get": {
+                    "operationId": "listRelays",
                     "summary": "Every relay with its state",
                     "security": [{"session": []}],
+                    "responses": {"200": _json(RelayList, "relays, by name"), **_errors(401)},
+                }
+            },
+            "/services/register": {
+                "post": {
+                    "operationId": "registerService",
+                    "summary": "Publish the token's name: its AAAA and key TXT records",
+                    "security": [{"serviceToken": []}],
+                    "requestBody": _body(ServiceRegistration),
                     "responses": {
-                        "200": {
-                            "description": "relays, by name",
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "properties": {
-                                            "relays": {
-                                                "type": "array",
-                                                "items": {"$ref": "#/components/schemas/Relay"},
-                                            }
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        **_errors(401),
+                        "200": _json(ServiceAnswer, "published (or already so)"),
+                        "201": _json(ServiceAnswer, "published for the first time"),
+                        **_errors(*TOKEN_ERRORS, 403, 409, 502, 503),
+                    },
+                }
+            },
+            "/services/withdraw": {
+                "post": {
+                    "operationId": "withdrawService",
+                    "summary": "Remove the token's name from the zone",
+                    "security": [{"serviceToken": []}],
+                    "requestBody": _body(ServiceWithdrawal),
+                    "responses": {
+                        "200": _json(WithdrawAnswer, "withdrawn (or was not published)"),
+                        **_errors(*TOKEN_ERRORS, 403, 502, 503),
                     },
                 }
             },
             "/openapi.json": {
                 "get": {
+                    "operationId": "openapiDocument",
                     "summary": "This document",
                     "security": [{"session": []}],
-                    "responses": {"200": {"description": "OpenAPI 3.1"}, **_errors(401)},
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_errors(401),
+                    },
                 }
             },
         },

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from altmesh.config import HostPort
@@ -31,8 +33,83 @@ class NodeMetrics:
         self.security_events = Counter(
             "altmesh_security_events", "Security events logged", ["event"], registry=r
         )
+        # The relay's mesh: its links to other relays and what the routing engine knows.
+        self.mesh_link_up = Gauge(
+            "altmesh_mesh_link_up", "1 while the link to a mesh peer is up", ["peer"], registry=r
+        )
+        self.mesh_link_rtt = Gauge(
+            "altmesh_mesh_link_rtt_seconds",
+            "Last round-trip time of the link to a mesh peer",
+            ["peer"],
+            registry=r,
+        )
+        self.mesh_link_routed = Gauge(
+            "altmesh_mesh_link_routed",
+            "1 while the routing engine reaches a mesh peer over its direct link",
+            ["peer"],
+            registry=r,
+        )
+        self.mesh_links_established = Counter(
+            "altmesh_mesh_links_established",
+            "Links to a mesh peer that came up",
+            ["peer"],
+            registry=r,
+        )
+        self.mesh_links_dead = Counter(
+            "altmesh_mesh_links_dead",
+            "Links to a mesh peer aborted because nothing arrived for dead_after_seconds",
+            ["peer"],
+            registry=r,
+        )
+        self.route_relays = Gauge(
+            "altmesh_route_reachable_relays", "Relays the routing engine can reach", registry=r
+        )
+        self.route_destinations = Gauge(
+            "altmesh_route_destinations",
+            "Addresses with a route (this relay's included)",
+            registry=r,
+        )
+        self.security_events_dropped = Counter(
+            "altmesh_security_events_dropped",
+            "Security event occurrences not logged (the log's global bound)",
+            ["event"],
+            registry=r,
+        )
+        self.security_events_unwritten = Counter(
+            "altmesh_security_events_unwritten",
+            "Security event lines the events file refused (written to stderr instead)",
+            registry=r,
+        )
+        self.state_write_failures = Counter(
+            "altmesh_state_write_failures",
+            "Writes to the state database that failed (disk full, I/O error)",
+            registry=r,
+        )
+        self.buffered_bytes = Gauge(
+            "altmesh_forward_buffered_bytes",
+            "Stream bytes waiting in the relay for slow receivers (all routes)",
+            registry=r,
+        )
+        self.pending_handshakes = Gauge(
+            "altmesh_pending_handshakes",
+            "Connections accepted whose handshake is not complete",
+            registry=r,
+        )
+        self.work_pauses = Counter(
+            "altmesh_link_work_pauses",
+            "Times a link was not read for a while: it used up its work budget",
+            registry=r,
+        )
         self.bytes_in = self.bytes.labels("in")
         self.bytes_out = self.bytes.labels("out")
+
+    def event_log_hooks(self) -> dict[str, Any]:
+        """The SecurityEventLog hooks that feed these metrics."""
+        return {
+            "on_event": lambda name, _reason: self.security_events.labels(name).inc(),
+            "on_dropped": lambda name, n: self.security_events_dropped.labels(name).inc(n),
+            "on_unwritten": self.security_events_unwritten.inc,
+        }
 
     def serve(self, listen: HostPort) -> object:
         """Start the HTTP exporter thread; returns the server (call .shutdown() to stop it)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from altmesh.client.node import Backoff
+from altmesh.backoff import Backoff
 
 
 def test_backoff_window_doubles_up_to_the_cap_with_jitter() -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 from altmesh.keyfile import public_from_private, read_private_key
 
 
-def keygen(*args: str) -> subprocess.CompletedProcess[str]:
+def keygen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "altmesh.cli", "keygen", *args],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=cwd,
     )
 
 
@@ -38,7 +39,7 @@ def test_keygen_refuses_to_overwrite_a_key(tmp_path: Path) -> None:
     assert keygen("--out", str(key)).returncode == 0
     before = key.read_text()
     second = keygen("--out", str(key))
-    assert second.returncode == 2
+    assert second.returncode == 1
     assert "already exists" in second.stderr
     assert key.read_text() == before
 
@@ -47,3 +48,10 @@ def test_keygen_prints_the_address_for_a_prefix(tmp_path: Path) -> None:
     result = keygen("--out", str(tmp_path / "k"), "--prefix", "fd12:3456:789a::/48")
     assert result.returncode == 0, result.stderr
     assert "address: fd12:3456:789a:" in result.stderr
+
+
+def test_keygen_without_out_writes_nothing_and_says_out_is_required(tmp_path: Path) -> None:
+    result = keygen(cwd=tmp_path)
+    assert result.returncode == 2  # a usage error, like every missing required option
+    assert "--out" in result.stderr and "required" in result.stderr
+    assert list(tmp_path.iterdir()) == []

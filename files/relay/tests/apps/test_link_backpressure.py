@@ -15,12 +15,14 @@ from altmesh.net import link as netlink
 from altmesh.net.link import LinkTransport
 from altmesh.net.loop import run
 from altmesh.protocol import (
+    Event,
     LinkConfig,
     LinkConnection,
     MemoryReplayStore,
     ProtocolError,
     StaticKeyPair,
-    events,
+    StreamData,
+    TimestampIssuer,
     network_prefix,
 )
 from altmesh.protocol import records as R
@@ -41,24 +43,24 @@ class EchoHandler:
     back on it (the peer granted a 1 GiB window, so the core takes all of it)."""
 
     def __init__(self) -> None:
-        self.links: list[LinkTransport] = []
+        self.links: list[LinkTransport[None]] = []
         self.failures: list[str] = []
         self.received = 0
 
-    def link_event(self, link: LinkTransport, event: object) -> None:
-        if isinstance(event, events.StreamData):
+    def link_event(self, link: LinkTransport[None], event: Event) -> None:
+        if isinstance(event, StreamData):
             self.received += len(event.data)
             link.conn.acknowledge(event.stream_id, len(event.data))
             link.conn.send_stream_data(event.stream_id, event.data)
             link.kick()
 
-    def link_failed(self, link: LinkTransport, error: ProtocolError) -> None:
+    def link_failed(self, link: LinkTransport[None], error: ProtocolError) -> None:
         self.failures.append(error.kind)
 
-    def link_lost(self, link: LinkTransport, reason: str) -> None:
+    def link_lost(self, link: LinkTransport[None], reason: str) -> None:
         pass
 
-    def link_writable(self, link: LinkTransport) -> None:
+    def link_writable(self, link: LinkTransport[None]) -> None:
         pass
 
 
@@ -68,20 +70,23 @@ def flooding_peer(port: int, server_public: bytes, stop: threading.Event) -> dic
     key = StaticKeyPair.generate()
     window = 2**30  # it grants us all the credit we could want...
     conn = LinkConnection.initiator(
-        link_config(stream_window=window, link_window=2 * window), key, server_public
+        link_config(stream_window=window, link_window=2 * window),
+        key,
+        server_public,
+        timestamps=TimestampIssuer(time.time),
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # ...and reads nothing
     sock.connect(("127.0.0.1", port))
     sock.settimeout(0.2)
     conn.start(time.monotonic())
-    sock.sendall(conn.data_to_send())
+    sock.sendall(conn.data_to_send(time.monotonic()))
     while not conn.established:
         conn.receive_data(sock.recv(65536), time.monotonic())
     while conn.next_event() is not None:
         pass
     stream_id = conn.open_stream(conn.remote_address, 7)
-    sock.sendall(conn.data_to_send())
+    sock.sendall(conn.data_to_send(time.monotonic()))
     request = b"R" * 60_000
     sent = 0
     pending = b""
@@ -89,8 +94,9 @@ def flooding_peer(port: int, server_public: bytes, stop: threading.Event) -> dic
         if not pending:
             # Sealed directly: the peer does not wait for our WINDOW records (it never reads
             # them) and sends as much as the responder's window allows.
-            conn._seal(R.encode(R.DataRecord(stream_id, request)))
-            pending = conn.data_to_send()
+            now = time.monotonic()
+            conn._sender.seal(R.encode(R.DataRecord(stream_id, request)), now)
+            pending = conn.data_to_send(now)
         try:
             written = sock.send(pending)
         except TimeoutError:
@@ -101,22 +107,23 @@ def flooding_peer(port: int, server_public: bytes, stop: threading.Event) -> dic
     return {"sent": sent}
 
 
-def flood(check: Callable[[LinkTransport], int]) -> tuple[int, int, EchoHandler]:
+def flood(check: Callable[[LinkTransport[None]], int]) -> tuple[int, int, EchoHandler]:
     """Run the flood against an echoing responder; returns (largest write buffer seen, bytes
     the peer got sent, handler)."""
     server_key = StaticKeyPair.generate()
     handler = EchoHandler()
 
     async def main() -> tuple[int, int]:
-        def make() -> LinkTransport:
+        def make() -> LinkTransport[None]:
             conn = LinkConnection.responder(
                 # A request may be 64 MiB ahead of our acknowledgement: no overrun in the test.
                 link_config(stream_window=64 * 2**20, link_window=128 * 2**20),
                 [server_key],
                 authorize=lambda _key: True,
                 replay_store=MemoryReplayStore(),
+                timestamps=TimestampIssuer(time.time),
             )
-            transport = LinkTransport(conn, handler, is_initiator=False)
+            transport = LinkTransport(conn, handler, None)
             handler.links.append(transport)
             return transport
 
@@ -148,7 +155,7 @@ def flood(check: Callable[[LinkTransport], int]) -> tuple[int, int, EchoHandler]
     return largest, sent, handler
 
 
-def write_buffer(link: LinkTransport) -> int:
+def write_buffer(link: LinkTransport[None]) -> int:
     return link.transport.get_write_buffer_size() if link.transport is not None else 0
 
 
@@ -198,8 +205,9 @@ def test_reading_resumes_once_the_peer_reads_again(
             [StaticKeyPair.generate()],
             authorize=lambda _key: True,
             replay_store=MemoryReplayStore(),
+            timestamps=TimestampIssuer(time.time),
         )
-        link = LinkTransport(conn, EchoHandler(), is_initiator=False)
+        link = LinkTransport(conn, EchoHandler(), None)
         fake = FakeTransport()
         link.transport = fake  # type: ignore[assignment]
         seen = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from altmesh.keyfile import encode_public_key, generate_key_file
-from altmesh.protocol import LinkConfig, LinkConnection, StaticKeyPair
+from altmesh.protocol import LinkConfig, LinkConnection, StaticKeyPair, TimestampIssuer
 
 HERE = Path(__file__).parent
 PREFIX = "fd12:3456:789a::/48"
@@ -25,6 +25,9 @@ NETWORK = "altmesh-test"
 PYTHON = sys.executable
 ALTMESH = [PYTHON, "-m", "altmesh.cli"]
 RELAY = [PYTHON, "-m", "altmesh.relay.main"]
+# The test process as a node of its own: every raw link or end-to-end session it starts takes
+# its handshake timestamp from this one issuer.
+TIMESTAMPS = TimestampIssuer(time.time)
 
 
 def free_port() -> int:
@@ -45,7 +48,7 @@ class Proc:
         # Output files are appended to across restarts: only what this process wrote counts.
         self.out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
         env = dict(os.environ)
-        # glibc malloc tuning measured to help the relay's hot path (FACTS.md).
+        # glibc malloc tuning that helps the relay's hot path (docs/relay-config.md explains it).
         env.setdefault("MALLOC_MMAP_THRESHOLD_", "1048576")
         env.setdefault("MALLOC_TRIM_THRESHOLD_", "4194304")
         env.setdefault("MALLOC_TOP_PAD_", "4194304")
@@ -173,8 +176,13 @@ def write_client_config(
     service: tuple[str, str] | None = None,
     rekey: float = 120,
     reject: float = 180,
+    client_options: str = "",
+    network: str = NETWORK,
 ) -> None:
-    text = common_config(node, role, rekey, reject)
+    """A client or service config; `client_options` are more `[client]` lines."""
+    text = common_config(node, role, rekey, reject).replace(
+        f'name = "{NETWORK}"', f'name = "{network}"', 1
+    )
     text += f"""[[relays]]
 address = "127.0.0.1:{relay_port}"
 public_key = "{relay.public_b64}"
@@ -184,6 +192,7 @@ forwards = {json.dumps(list(forwards))}
 control_socket = "{node.control}"
 reconnect_min_seconds = 0.2
 reconnect_max_seconds = 2
+{client_options}
 """
     if dns_port is not None:
         text += f"""[dns]
@@ -196,6 +205,16 @@ name = "{service[0]}"
 target = "{service[1]}"
 """
     node.config.write_text(text)
+
+
+def set_options(config: Path, table: str, **options: object) -> None:
+    """Add `key = value` lines (TOML values) at the top of `[table]` in a written config."""
+    text = config.read_text()
+    header = f"[{table}]\n"
+    if header not in text:
+        text += header
+    lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+    config.write_text(text.replace(header, header + lines, 1))
 
 
 def node_status(node: Node) -> dict[str, Any]:
@@ -248,15 +267,40 @@ def link_config() -> LinkConfig:
     return LinkConfig(network=NETWORK, prefix=ipaddress.IPv6Network(PREFIX))
 
 
+async def raw_link(
+    port: int,
+    local: StaticKeyPair,
+    relay_public: bytes,
+    timeout: float = 10.0,
+    config: LinkConfig | None = None,
+) -> tuple[LinkConnection, asyncio.StreamReader, asyncio.StreamWriter]:
+    """An established link to the relay from a bare initiator in this process."""
+    conn, _first, reader, writer = await _raw_handshake(port, local, relay_public, timeout, config)
+    return conn, reader, writer
+
+
 async def raw_link_handshake(
     port: int, local: StaticKeyPair, relay_public: bytes, timeout: float = 10.0
 ) -> tuple[LinkConnection, bytes, asyncio.StreamWriter]:
     """Complete a link handshake with the relay as a bare initiator; returns the first message."""
+    conn, first, _reader, writer = await _raw_handshake(port, local, relay_public, timeout, None)
+    return conn, first, writer
+
+
+async def _raw_handshake(
+    port: int,
+    local: StaticKeyPair,
+    relay_public: bytes,
+    timeout: float,
+    config: LinkConfig | None,
+) -> tuple[LinkConnection, bytes, asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
-    conn = LinkConnection.initiator(link_config(), local, relay_public)
+    conn = LinkConnection.initiator(
+        config or link_config(), local, relay_public, timestamps=TIMESTAMPS
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     conn.start(loop.time())
-    first = conn.data_to_send()
+    first = conn.data_to_send(loop.time())
     writer.write(first)
     async with asyncio.timeout(timeout):
         while not conn.established:
@@ -266,10 +310,10 @@ async def raw_link_handshake(
             conn.receive_data(data, loop.time())
             while conn.next_event() is not None:
                 pass
-            out = conn.data_to_send()
+            out = conn.data_to_send(loop.time())
             if out:
                 writer.write(out)
-    return conn, first, writer
+    return conn, first, reader, writer
 
 
 async def send_raw_and_read(port: int, payload: bytes, timeout: float = 5.0) -> bytes:

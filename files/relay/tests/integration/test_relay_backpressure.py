@@ -57,17 +57,17 @@ async def attach(
     sock.setblocking(False)
     await loop.sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock)
-    conn = LinkConnection.initiator(config, key, relay_public)
+    conn = LinkConnection.initiator(config, key, relay_public, timestamps=helpers.TIMESTAMPS)
     conn.start(loop.time())
     async with asyncio.timeout(10):
         while True:
-            writer.write(conn.data_to_send())
+            writer.write(conn.data_to_send(loop.time()))
             conn.receive_data(await reader.read(65536), loop.time())
             events = []
             while (event := conn.next_event()) is not None:
                 events.append(event)
             if any(isinstance(e, HandshakeComplete) for e in events):
-                writer.write(conn.data_to_send())
+                writer.write(conn.data_to_send(loop.time()))
                 return conn, reader, writer
 
 
@@ -100,7 +100,7 @@ def test_a_destination_that_never_reads_cannot_make_the_relay_buffer_a_source(
         while sent < SEND_LIMIT and loop.time() < deadline:
             accepted = conn.send_stream_data(stream, chunk)
             sent += accepted
-            writer.write(conn.data_to_send())
+            writer.write(conn.data_to_send(loop.time()))
             await writer.drain()
             if accepted < len(chunk):  # out of credit: wait for the relay's WINDOW
                 try:

@@ -11,6 +11,7 @@ from altmesh.protocol import (
     LinkConnection,
     MemoryReplayStore,
     StaticKeyPair,
+    TimestampIssuer,
     network_prefix,
     node_address,
 )
@@ -98,14 +99,17 @@ def make_pair(
     initiator_key, responder_key = fixed_key(1), fixed_key(2)
     store = store if store is not None else MemoryReplayStore()
     initiator = LinkConnection.initiator(
-        initiator_config or config(), initiator_key, responder_key.public, wallclock=wallclock
+        initiator_config or config(),
+        initiator_key,
+        responder_key.public,
+        timestamps=TimestampIssuer(wallclock),
     )
     responder = LinkConnection.responder(
         responder_config or config(),
         [responder_key],
         authorize=authorize,
         replay_store=store,
-        wallclock=wallclock,
+        timestamps=TimestampIssuer(wallclock),
     )
     pair = Pair(initiator, responder, initiator_key, responder_key, store)
     initiator.start(0.0)
@@ -122,11 +126,40 @@ def destination(pair: Pair) -> ipaddress.IPv6Address:
     return node_address(PREFIX, pair.responder_key.public)
 
 
-def inject(conn: LinkConnection, plaintext: bytes) -> bytes:
+def issuer(wall_time: float = 1_700_000_000.0) -> TimestampIssuer:
+    """A node's timestamp issuer on a fixed wall clock."""
+    return TimestampIssuer(lambda: wall_time)
+
+
+def initiator(
+    config: LinkConfig, local: StaticKeyPair, remote_public: bytes, now: float = 0.0
+) -> LinkConnection:
+    """A started link initiator of its own (a node of its own)."""
+    link = LinkConnection.initiator(config, local, remote_public, timestamps=issuer())
+    link.start(now)
+    return link
+
+
+def responder(
+    config: LinkConfig,
+    local_keys: list[StaticKeyPair],
+    store: MemoryReplayStore | None = None,
+) -> LinkConnection:
+    """A link responder that accepts every key."""
+    return LinkConnection.responder(
+        config,
+        local_keys,
+        authorize=lambda _k: True,
+        replay_store=store if store is not None else MemoryReplayStore(),
+        timestamps=issuer(),
+    )
+
+
+def inject(conn: LinkConnection, plaintext: bytes, now: float = 0.0) -> bytes:
     """Seal an arbitrary plaintext with `conn`'s current send key: a misbehaving peer's message."""
-    conn._seal_pending()
-    conn._seal(plaintext)
-    return conn.data_to_send()
+    conn._sender.seal_queued(now)
+    conn._sender.seal(plaintext, now)
+    return conn.data_to_send(now)
 
 
 def stream_bytes(events: list[ev.Event], stream_id: int) -> bytes:

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from altmesh.protocol import (
     StaticKeyPair,
+    TimestampIssuer,
     address_matches,
     decode_key,
     encode_key,
@@ -15,7 +16,6 @@ from altmesh.protocol import (
     parse_tai64n,
     tai64n,
 )
-from altmesh.protocol.tai64n import next_timestamp
 
 from .helpers import fixed_key
 
@@ -78,8 +78,18 @@ def test_tai64n_round_trips_and_orders_as_bytes() -> None:
 
 
 def test_timestamps_in_the_same_clock_tick_still_increase() -> None:
-    labels = [next_timestamp(lambda: 1_800_000_000.0) for _ in range(5)]
+    issuer = TimestampIssuer(lambda: 1_800_000_000.0)
+    labels = [issuer.next() for _ in range(5)]
     assert labels == sorted(set(labels))
+    assert labels[0] == tai64n(1_800_000_000.0)  # the first is the clock's own time
+
+
+def test_timestamps_keep_increasing_when_the_wall_clock_steps_back() -> None:
+    clock = iter([1_800_000_000.0, 1_799_999_000.0, 1_800_000_000.5])
+    issuer = TimestampIssuer(lambda: next(clock))
+    first, stepped_back, later = issuer.next(), issuer.next(), issuer.next()
+    assert first < stepped_back < later
+    assert later == tai64n(1_800_000_000.5)
 
 
 def test_address_vector_in_ipaddress_form() -> None:

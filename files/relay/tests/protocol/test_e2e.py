@@ -9,8 +9,10 @@ from altmesh.protocol import (
     EndToEndTruncated,
     HandshakeDecryptError,
     KeyRefused,
+    LocalStateError,
     MemoryReplayStore,
     Oversize,
+    ReorderWindow,
     ReplayedHandshake,
     StreamStateError,
 )
@@ -18,18 +20,23 @@ from altmesh.protocol import constants as C
 from altmesh.protocol import events as ev
 from altmesh.protocol.handshake import InitiatorHandshake, prologue
 
-from .helpers import destination, fixed_key, make_pair, stream_bytes
+from .helpers import destination, fixed_key, issuer, make_pair, stream_bytes
+
+CLIENT_TIMESTAMPS = issuer()  # the client node's one issuer: every session it starts uses it
 
 
 def sessions(
-    store: MemoryReplayStore | None = None, network: str = "testnet"
+    window: ReorderWindow | None = None, network: str = "testnet"
 ) -> tuple[EndToEndSession, EndToEndSession]:
-    client = EndToEndSession.initiator(network, fixed_key(11), fixed_key(12).public)
+    """A client session and a service session; services sharing `window` are one node."""
+    client = EndToEndSession.initiator(
+        network, fixed_key(11), fixed_key(12).public, timestamps=CLIENT_TIMESTAMPS
+    )
     service = EndToEndSession.responder(
         "testnet",
         [fixed_key(12)],
         authorize=lambda _k: True,
-        replay_store=store if store is not None else MemoryReplayStore(),
+        replay_window=window if window is not None else ReorderWindow(MemoryReplayStore()),
     )
     return client, service
 
@@ -71,9 +78,12 @@ def test_large_plaintext_is_split_into_noise_sized_messages() -> None:
 
 
 def test_service_refuses_a_client_key_it_does_not_authorize() -> None:
-    client = EndToEndSession.initiator("testnet", fixed_key(11), fixed_key(12).public)
+    client, _ = sessions()
     service = EndToEndSession.responder(
-        "testnet", [fixed_key(12)], authorize=lambda _k: False, replay_store=MemoryReplayStore()
+        "testnet",
+        [fixed_key(12)],
+        authorize=lambda _k: False,
+        replay_window=ReorderWindow(MemoryReplayStore()),
     )
     with pytest.raises(KeyRefused):
         service.receive(client.start())
@@ -82,7 +92,10 @@ def test_service_refuses_a_client_key_it_does_not_authorize() -> None:
 
 def test_wrong_service_key_or_network_fails_the_handshake() -> None:
     impostor = EndToEndSession.responder(
-        "testnet", [fixed_key(13)], authorize=lambda _k: True, replay_store=MemoryReplayStore()
+        "testnet",
+        [fixed_key(13)],
+        authorize=lambda _k: True,
+        replay_window=ReorderWindow(MemoryReplayStore()),
     )
     client, _ = sessions()
     with pytest.raises(HandshakeDecryptError):
@@ -94,7 +107,7 @@ def test_wrong_service_key_or_network_fails_the_handshake() -> None:
 
 def test_link_handshake_cannot_be_used_as_an_end_to_end_one() -> None:
     pair = make_pair(establish=False)
-    link_message = pair.initiator.data_to_send()
+    link_message = pair.initiator.data_to_send(pair.now)
     _, service = sessions()
     with pytest.raises(Oversize):
         service.receive(link_message)
@@ -108,24 +121,35 @@ def test_link_handshake_cannot_be_used_as_an_end_to_end_one() -> None:
 
 
 def test_replayed_end_to_end_handshake_is_refused() -> None:
-    store = MemoryReplayStore()
-    client, service = sessions(store)
+    window = ReorderWindow(MemoryReplayStore())
+    client, service = sessions(window)
     first = client.start()
     service.receive(first)
-    _, again = sessions(store)
+    _, again = sessions(window)
     with pytest.raises(ReplayedHandshake):
         again.receive(first)
 
 
-def test_slightly_reordered_end_to_end_handshakes_are_accepted_once() -> None:
+def test_replayed_end_to_end_handshake_is_refused_after_a_restart() -> None:
+    """A restarted service (a new window over the same persistent store) still refuses it."""
     store = MemoryReplayStore()
-    early, late = sessions(store)[0], sessions(store)[0]
+    client, service = sessions(ReorderWindow(store))
+    first = client.start()
+    service.receive(first)
+    _, restarted = sessions(ReorderWindow(store))
+    with pytest.raises(ReplayedHandshake):
+        restarted.receive(first)
+
+
+def test_slightly_reordered_end_to_end_handshakes_are_accepted_once() -> None:
+    window = ReorderWindow(MemoryReplayStore())
+    early, late = sessions(window)[0], sessions(window)[0]
     first, second = early.start(), late.start()
-    _, service_a = sessions(store)
-    _, service_b = sessions(store)
+    _, service_a = sessions(window)
+    _, service_b = sessions(window)
     service_a.receive(second)  # arrives first
     service_b.receive(first)  # older, but within the reorder window: fine
-    _, service_c = sessions(store)
+    _, service_c = sessions(window)
     with pytest.raises(ReplayedHandshake):
         service_c.receive(first)
 
@@ -142,7 +166,7 @@ def test_tampered_end_to_end_ciphertext_is_a_decrypt_error() -> None:
 
 def test_encrypt_before_the_handshake_is_refused() -> None:
     client, _ = sessions()
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError):
         client.encrypt(b"too early")
 
 
@@ -154,9 +178,9 @@ def test_a_failed_session_stays_dead() -> None:
     wire[-1] ^= 1
     with pytest.raises(DecryptError):
         service.receive(bytes(wire))
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError):
         service.receive(client.encrypt(b"more"))
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError):
         service.encrypt(b"reply")
     assert not service.established
 
@@ -227,7 +251,7 @@ def test_relay_cutting_a_stream_short_with_its_own_fin_is_detected(cut: str) -> 
         service_side(at_service, service)
     assert raised.value.kind == "e2e_truncated"
     assert not service.peer_closed
-    with pytest.raises(StreamStateError):  # dead, like any failed session
+    with pytest.raises(LocalStateError):  # dead, like any failed session
         service.receive(b"")
 
 
@@ -241,9 +265,9 @@ def test_fin_before_the_end_to_end_session_is_up_is_a_truncation() -> None:
 def test_nothing_may_follow_close() -> None:
     client, service = established_sessions()
     closing = client.close()
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError):
         client.encrypt(b"more")
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError):
         client.close()
     assert service.receive(closing) == []
     assert service.peer_closed

@@ -9,8 +9,8 @@ from altmesh.protocol import (
     HandshakeError,
     HandshakeTimeout,
     KeyRefused,
-    LinkClosedError,
     LinkConnection,
+    LinkNotEstablished,
     MemoryReplayStore,
     Oversize,
     ReplayedHandshake,
@@ -27,9 +27,8 @@ from altmesh.protocol.handshake import (
     ResponderHandshake,
     prologue,
 )
-from altmesh.protocol.tai64n import next_timestamp
 
-from .helpers import PREFIX, config, fixed_key, make_pair
+from .helpers import PREFIX, config, fixed_key, initiator, issuer, make_pair, responder
 
 
 def frame(message: bytes) -> bytes:
@@ -70,10 +69,9 @@ def test_wrong_network_is_refused_with_a_handshake_decrypt_error() -> None:
 
 def test_handshake_for_an_unknown_responder_key_is_refused() -> None:
     pair = make_pair(establish=False)
-    stranger = LinkConnection.initiator(config(), fixed_key(3), fixed_key(4).public)
-    stranger.start(0.0)
+    stranger = initiator(config(), fixed_key(3), fixed_key(4).public)
     with pytest.raises(HandshakeDecryptError):
-        pair.responder.receive_data(stranger.data_to_send(), 0.0)
+        pair.responder.receive_data(stranger.data_to_send(0.0), 0.0)
 
 
 def test_responder_refuses_a_key_the_authoriser_rejects() -> None:
@@ -81,20 +79,17 @@ def test_responder_refuses_a_key_the_authoriser_rejects() -> None:
     with pytest.raises(KeyRefused) as caught:
         pair.transfer("i")
     assert caught.value.kind == "key_refused"
-    assert pair.responder.data_to_send() == b""  # no reply leaks to a refused key
+    assert pair.responder.data_to_send(pair.now) == b""  # no reply leaks to a refused key
 
 
 def test_responder_accepts_the_previous_key_during_rotation() -> None:
     old, new = fixed_key(2), fixed_key(5)
-    initiator = LinkConnection.initiator(config(), fixed_key(1), old.public)
-    responder = LinkConnection.responder(
-        config(), [new, old], authorize=lambda _k: True, replay_store=MemoryReplayStore()
-    )
-    initiator.start(0.0)
-    responder.receive_data(initiator.data_to_send(), 0.0)
-    initiator.receive_data(responder.data_to_send(), 0.0)
-    assert initiator.established and responder.established
-    assert responder.local_static == old
+    client = initiator(config(), fixed_key(1), old.public)
+    relay = responder(config(), [new, old])
+    relay.receive_data(client.data_to_send(0.0), 0.0)
+    client.receive_data(relay.data_to_send(0.0), 0.0)
+    assert client.established and relay.established
+    assert relay.local_static == old
 
 
 def test_replayed_first_message_is_refused() -> None:
@@ -102,9 +97,7 @@ def test_replayed_first_message_is_refused() -> None:
     first = pair.initiator.data_to_send(0.0)
     pair.responder.receive_data(first, 0.0)
     assert pair.responder.established
-    again = LinkConnection.responder(
-        config(), [pair.responder_key], authorize=lambda _k: True, replay_store=pair.store
-    )
+    again = responder(config(), [pair.responder_key], pair.store)
     with pytest.raises(ReplayedHandshake) as caught:
         again.receive_data(first, 1.0)
     assert caught.value.kind == "replayed_handshake"
@@ -114,7 +107,7 @@ def test_older_timestamp_is_refused_and_newer_accepted() -> None:
     store = MemoryReplayStore()
     newer = make_pair(store=store, wallclock=lambda: 2_000_000_000.0, establish=False)
     older = make_pair(store=store, wallclock=lambda: 1_000_000_000.0, establish=False)
-    # Build the older message by hand: the process-wide timestamp source never goes back.
+    # Build the older message by hand, as a node whose clock went back would send it.
     hand = InitiatorHandshake(
         prologue(C.LINK_PROLOGUE_LABEL, "testnet"), fixed_key(1), fixed_key(2).public
     )
@@ -129,7 +122,7 @@ def test_older_timestamp_is_refused_and_newer_accepted() -> None:
     assert newer.responder.established
     with pytest.raises(ReplayedHandshake):
         older.responder.receive_data(frame(hand.write_init(payload.encode())), 0.0)
-    fresh = make_pair(store=store)  # a later handshake is still fine
+    fresh = make_pair(store=store, wallclock=lambda: 2_000_000_001.0)  # a later one is fine
     assert fresh.responder.established
 
 
@@ -141,9 +134,7 @@ def test_replay_protection_survives_through_the_store() -> None:
     pair.responder.receive_data(first, 0.0)
     recorded = store.last_timestamp(pair.initiator_key.public)
     assert recorded is not None and len(recorded) == 12
-    restarted = LinkConnection.responder(
-        config(), [pair.responder_key], authorize=lambda _k: True, replay_store=store
-    )
+    restarted = responder(config(), [pair.responder_key], store)
     with pytest.raises(ReplayedHandshake):
         restarted.receive_data(first, 0.0)
     assert store.last_timestamp(pair.initiator_key.public) == recorded
@@ -168,15 +159,13 @@ def _handcrafted_init(payload: InitiatorPayload, *, version_byte: int | None = N
 
 
 def _responder() -> LinkConnection:
-    return LinkConnection.responder(
-        config(), [fixed_key(2)], authorize=lambda _k: True, replay_store=MemoryReplayStore()
-    )
+    return responder(config(), [fixed_key(2)])
 
 
 def _payload(**overrides: object) -> InitiatorPayload:
     values: dict[str, object] = {
         "flags": 0,
-        "timestamp": next_timestamp(lambda: 1_700_000_000.0),
+        "timestamp": issuer().next(),
         "address": node_address(PREFIX, fixed_key(1).public),
         "stream_window": C.DEFAULT_STREAM_WINDOW,
         "max_streams": 16,
@@ -204,9 +193,8 @@ def test_rekey_flag_in_a_first_handshake_is_refused() -> None:
 
 def test_responder_with_a_claimed_address_that_its_key_does_not_give_is_refused() -> None:
     """The responder proves its key by IK; its claimed address is checked against it."""
-    initiator = LinkConnection.initiator(config(), fixed_key(1), fixed_key(2).public)
-    initiator.start(0.0)
-    message1 = initiator.data_to_send()[2:]
+    client = initiator(config(), fixed_key(1), fixed_key(2).public)
+    message1 = client.data_to_send(0.0)[2:]
     responder = ResponderHandshake(prologue(C.LINK_PROLOGUE_LABEL, "testnet"), [fixed_key(2)])
     responder.read_init(message1)
     from altmesh.protocol.handshake import ResponderPayload
@@ -214,7 +202,7 @@ def test_responder_with_a_claimed_address_that_its_key_does_not_give_is_refused(
     lie = ResponderPayload(0, node_address(PREFIX, fixed_key(9).public), 1024, 16)
     message2, _keys = responder.write_response(lie.encode())
     with pytest.raises(AddressMismatch):
-        initiator.receive_data(frame(message2), 0.0)
+        client.receive_data(frame(message2), 0.0)
 
 
 def test_truncated_first_message_is_refused_at_its_length() -> None:
@@ -264,7 +252,7 @@ def test_a_failed_link_stays_dead() -> None:
     pair = make_pair(establish=False)
     with pytest.raises(TruncatedHandshake):
         pair.responder.receive_data(frame(b"\x01" * 10), 0.0)
-    with pytest.raises(LinkClosedError):
+    with pytest.raises(LinkNotEstablished):  # feeding a dead link is the caller's mistake
         pair.responder.receive_data(b"\x00", 0.0)
     assert not pair.responder.established
 

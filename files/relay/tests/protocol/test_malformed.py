@@ -32,7 +32,7 @@ def test_transport_message_shorter_than_its_mac_is_bad_length() -> None:
 def test_flipped_bit_is_a_decrypt_error() -> None:
     pair = make_pair()
     pair.initiator.ping(0.0)
-    message = bytearray(pair.initiator.data_to_send())
+    message = bytearray(pair.initiator.data_to_send(pair.now))
     message[5] ^= 0x80
     with pytest.raises(DecryptError) as caught:
         pair.responder.receive_data(bytes(message), 0.0)
@@ -42,7 +42,7 @@ def test_flipped_bit_is_a_decrypt_error() -> None:
 def test_replayed_transport_message_is_a_decrypt_error() -> None:
     pair = make_pair()
     pair.initiator.ping(0.0)
-    message = pair.initiator.data_to_send()
+    message = pair.initiator.data_to_send(pair.now)
     pair.responder.receive_data(message, 0.0)
     with pytest.raises(DecryptError):
         pair.responder.receive_data(message, 0.0)
@@ -80,6 +80,9 @@ def test_cut_record_header_is_truncated() -> None:
         b"\x0b\x00\x05\x00\x00\x00\x01\x00",  # REKEY_SWITCH too long
         b"\x02\x00\x04\x00\x00\x00\x00",  # DATA for stream 0
         b"\x0c\x00\x02\xc3\x28",  # CLOSE reason not UTF-8
+        b"\x0d\x00\x16" + b"\x00\x00\x00\x01" + bytes(18),  # RELAY_OPEN without hops_left
+        b"\x0d\x00\x18" + b"\x00\x00\x00\x01" + bytes(20),  # RELAY_OPEN one byte too long
+        b"\x0d\x00\x17" + bytes(23),  # RELAY_OPEN for stream 0
     ],
 )
 def test_record_with_a_malformed_body_is_refused(body: bytes) -> None:
@@ -100,11 +103,11 @@ def test_bytes_split_anywhere_are_reassembled() -> None:
     pair = make_pair()
     pair.initiator.ping(0.0)
     pair.initiator.send_route_info(b"r" * 5000)
-    wire = pair.initiator.data_to_send()
+    wire = pair.initiator.data_to_send(pair.now)
     for byte in wire:
         pair.responder.receive_data(bytes([byte]), 0.0)
     events = pair.take("r")
-    assert len(events) == 1 and pair.responder.data_to_send()  # route info in; pong out
+    assert len(events) == 1 and pair.responder.data_to_send(pair.now)  # route info in; pong out
 
 
 RECORDS = st.one_of(

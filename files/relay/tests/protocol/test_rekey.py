@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from altmesh.protocol import LinkConnection, RekeyError, SessionExpired
+from altmesh.protocol import ControlLimits, LinkConnection, RecordLimit, RekeyError, SessionExpired
 from altmesh.protocol import events as ev
 from altmesh.protocol import records as R
 from hypothesis import HealthCheck, given, settings
@@ -54,7 +54,9 @@ class Traffic:
         for _ in range(50):
             self.pair.pump()
             self.absorb()
-            if not self.pair.initiator.data_to_send() and not self.pair.responder.data_to_send():
+            if not self.pair.initiator.data_to_send(
+                self.pair.now
+            ) and not self.pair.responder.data_to_send(self.pair.now):
                 break
         self.pair.pump()
         self.absorb()
@@ -87,8 +89,8 @@ def test_simultaneous_rekey_resolves_to_one_new_session() -> None:
     traffic.send("r", 20_000)
     pair.initiator.rekey(pair.now)
     pair.responder.rekey(pair.now)
-    in_flight_i = pair.initiator.data_to_send()
-    in_flight_r = pair.responder.data_to_send()
+    in_flight_i = pair.initiator.data_to_send(pair.now)
+    in_flight_r = pair.responder.data_to_send(pair.now)
     pair.responder.receive_data(in_flight_i, pair.now)  # both REKEY_INITs cross on the wire
     pair.initiator.receive_data(in_flight_r, pair.now)
     pair.pump()
@@ -142,8 +144,8 @@ def test_session_older_than_reject_after_time_is_never_used() -> None:
     stream = pair.initiator.open_stream(destination(pair), 1)
     pair.pump()
     pair.tick(10.0)  # both start a rekey; the peer never gets the REKEY_INIT
-    pair.initiator.data_to_send()
-    pair.responder.data_to_send()
+    pair.initiator.data_to_send(pair.now)
+    pair.responder.data_to_send(pair.now)
     assert pair.initiator.next_timer_deadline() == 15.0
     pair.now = 15.5
     pair.initiator.send_stream_data(stream, b"must never leave under the old key")
@@ -270,7 +272,9 @@ def test_repeated_simultaneous_rekeys_under_full_load_on_many_streams() -> None:
     """Eight streams kept at full credit in both directions while both ends start a rekey
     at the same moment, twenty times: every byte of every stream arrives once, in order."""
     window = 32 * 1024
-    cfg = config(stream_window=window)
+    # Twenty rekeys at one instant: far beyond the default limit on rekeys a peer may start.
+    many_rekeys = ControlLimits(rekeys=RecordLimit(rate=1.0, burst=100))
+    cfg = config(stream_window=window, control_limits=many_rekeys)
     pair = make_pair(initiator_config=cfg, responder_config=cfg)
     streams = [pair.initiator.open_stream(destination(pair), n) for n in range(8)]
     sent = {(side, s): 0 for side in "ir" for s in streams}
@@ -300,7 +304,10 @@ def test_repeated_simultaneous_rekeys_under_full_load_on_many_streams() -> None:
         pair.initiator.rekey(pair.now)
         pair.responder.rekey(pair.now)
         fill()
-        crossing_i, crossing_r = pair.initiator.data_to_send(), pair.responder.data_to_send()
+        crossing_i, crossing_r = (
+            pair.initiator.data_to_send(pair.now),
+            pair.responder.data_to_send(pair.now),
+        )
         pair.responder.receive_data(crossing_i, pair.now)
         pair.initiator.receive_data(crossing_r, pair.now)
         absorb()

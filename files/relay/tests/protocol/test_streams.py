@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from altmesh.protocol import FlowControlError, LinkClosedError, StreamStateError
+from altmesh.protocol import (
+    FlowControlError,
+    InvalidArgument,
+    LinkNotEstablished,
+    LocalStateError,
+    StreamLimitReached,
+    StreamStateError,
+)
 from altmesh.protocol import constants as C
 from altmesh.protocol import events as ev
 from altmesh.protocol import records as R
@@ -145,7 +152,7 @@ def test_our_side_respects_the_peers_stream_limit() -> None:
     pair = make_pair(responder_config=config(max_streams=2))
     pair.initiator.open_stream(destination(pair), 1)
     second = pair.initiator.open_stream(destination(pair), 1)
-    with pytest.raises(FlowControlError):
+    with pytest.raises(StreamLimitReached):
         pair.initiator.open_stream(destination(pair), 1)
     pair.initiator.reset_stream(second, 1, "done")
     pair.initiator.open_stream(destination(pair), 1)  # a slot is free again
@@ -192,14 +199,14 @@ def test_data_after_fin_is_a_stream_state_error() -> None:
 
 def test_local_misuse_raises_clear_errors() -> None:
     pair = make_pair()
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError, match="never opened"):
         pair.initiator.send_stream_data(99, b"x")
     stream = pair.initiator.open_stream(destination(pair), 1)
     pair.initiator.end_stream(stream)
-    with pytest.raises(StreamStateError):
+    with pytest.raises(LocalStateError, match="after end_stream"):
         pair.initiator.send_stream_data(stream, b"x")
     unopened = make_pair(establish=False)
-    with pytest.raises(LinkClosedError):
+    with pytest.raises(LinkNotEstablished):
         unopened.initiator.open_stream(destination(pair), 1)
 
 
@@ -209,7 +216,7 @@ def test_records_in_flight_after_our_reset_are_ignored() -> None:
     pair.pump()
     pair.take("r")
     assert pair.responder.send_stream_data(stream, b"in flight") == 9
-    in_flight = pair.responder.data_to_send()
+    in_flight = pair.responder.data_to_send(pair.now)
     pair.initiator.reset_stream(stream, 5, "changed my mind")
     pair.initiator.receive_data(in_flight, 0.0)
     assert pair.take("i") == []
@@ -234,11 +241,11 @@ def test_route_info_is_delivered_opaque() -> None:
 
 def test_close_tells_the_peer_and_ends_the_link() -> None:
     pair = make_pair()
-    pair.initiator.close("shutting down")
+    pair.initiator.close("shutting down", pair.now)
     pair.pump()
     assert pair.take("r") == [ev.LinkClosed("shutting down")]
     assert not pair.initiator.established and not pair.responder.established
-    with pytest.raises(LinkClosedError):
+    with pytest.raises(LinkNotEstablished):
         pair.initiator.open_stream(destination(pair), 1)
 
 
@@ -246,7 +253,7 @@ def test_keepalive_is_sent_when_idle_and_a_silent_peer_times_out() -> None:
     pair = make_pair(initiator_config=config(keepalive_interval=5.0, idle_timeout=12.0))
     pair.now = 5.0
     pair.initiator.handle_timer(pair.now)
-    keepalive = pair.initiator.data_to_send()
+    keepalive = pair.initiator.data_to_send(pair.now)
     assert len(keepalive) == 2 + C.TAG_LEN  # an empty transport message
     from altmesh.protocol import PeerTimeout
 
@@ -269,7 +276,7 @@ def test_large_writes_are_split_into_messages_of_at_most_65535_bytes() -> None:
     pair = make_pair(responder_config=config(stream_window=window))
     stream = pair.initiator.open_stream(destination(pair), 1)
     assert pair.initiator.send_stream_data(stream, bytes(window)) == window
-    sizes = frames(pair.initiator.data_to_send())
+    sizes = frames(pair.initiator.data_to_send(pair.now))
     assert max(sizes) == C.MAX_MESSAGE_LEN  # full messages: 65519 plaintext + 16 tag
     assert sum(sizes) - 16 * len(sizes) >= window
 
@@ -331,7 +338,7 @@ def test_unacknowledged_bytes_never_exceed_the_window_and_credit_always_returns(
 def test_route_info_larger_than_one_message_is_refused_locally() -> None:
     pair = make_pair()
     pair.responder.send_route_info(b"r" * C.MAX_ROUTE_INFO_LEN)  # the largest that fits
-    with pytest.raises(ValueError, match="at most"):
+    with pytest.raises(InvalidArgument, match="at most"):
         pair.responder.send_route_info(b"r" * (C.MAX_ROUTE_INFO_LEN + 1))
     pair.pump()
     (event,) = pair.take("i")
@@ -359,10 +366,11 @@ def test_link_config_refuses_inconsistent_settings(
 
 def test_ping_flood_gets_a_bounded_number_of_answers_and_a_notice() -> None:
     pair = make_pair()
-    flood = b"".join(R.encode(R.PingRecord(n.to_bytes(8, "big"))) for n in range(1000))
+    # 150 PINGs in one message: within the PING limit (protocol/limits.py), beyond the answers.
+    flood = b"".join(R.encode(R.PingRecord(n.to_bytes(8, "big"))) for n in range(150))
     pair.responder.receive_data(inject(pair.initiator, flood), 0.0)
     assert ev.SecurityNotice("ping_flood", "PINGs faster than we send") in pair.take("r")
-    answers = pair.responder.data_to_send()
+    answers = pair.responder.data_to_send(pair.now)
     assert len(answers) < 16 * 11 + 2 + 16 + 1  # at most 16 PONG records in one message
     pair.initiator.receive_data(answers, 0.0)
     notices = [e for e in pair.take("i") if isinstance(e, ev.SecurityNotice)]

@@ -16,12 +16,12 @@ from altmesh.protocol import (
     LinkConnection,
     MemoryReplayStore,
     StaticKeyPair,
+    TimestampIssuer,
     encode_key,
     network_prefix,
     node_address,
 )
 from altmesh.protocol.handshake import prologue
-from altmesh.protocol.tai64n import _IssuedTimestamps
 
 VECTOR_PREFIX = "fd12:3456:789a::/48"
 VECTOR_NETWORK = "example"
@@ -50,37 +50,33 @@ def handshake_vectors() -> dict[str, str]:
     config = LinkConfig(network=VECTOR_NETWORK, prefix=network_prefix(VECTOR_PREFIX))
     initiator_key, responder_key = _key(0x11), _key(0x22)
     initiator_ephemeral, responder_ephemeral = bytes([0x33]) * 32, bytes([0x44]) * 32
-    saved = _IssuedTimestamps.last
-    _IssuedTimestamps.last = b""  # the vector needs exactly WALL_TIME
-    try:
-        initiator = LinkConnection.initiator(
-            config,
-            initiator_key,
-            responder_key.public,
-            wallclock=lambda: WALL_TIME,
-            ephemeral_private=initiator_ephemeral,
-        )
-        responder = LinkConnection.responder(
-            config,
-            [responder_key],
-            authorize=lambda _k: True,
-            replay_store=MemoryReplayStore(),
-            ephemeral_private=responder_ephemeral,
-        )
-        initiator.start(0.0)
-        message1 = initiator.data_to_send()
-    finally:
-        _IssuedTimestamps.last = max(saved, _IssuedTimestamps.last)
+    initiator = LinkConnection.initiator(
+        config,
+        initiator_key,
+        responder_key.public,
+        timestamps=TimestampIssuer(lambda: WALL_TIME),  # a fresh issuer: exactly WALL_TIME
+        ephemeral_private=initiator_ephemeral,
+    )
+    responder = LinkConnection.responder(
+        config,
+        [responder_key],
+        authorize=lambda _k: True,
+        replay_store=MemoryReplayStore(),
+        timestamps=TimestampIssuer(lambda: WALL_TIME),
+        ephemeral_private=responder_ephemeral,
+    )
+    initiator.start(0.0)
+    message1 = initiator.data_to_send(0.0)
     responder.receive_data(message1, 0.0)
-    message2 = responder.data_to_send()
+    message2 = responder.data_to_send(0.0)
     initiator.receive_data(message2, 0.0)
     destination = node_address(config.prefix, responder_key.public)
     stream = initiator.open_stream(destination, 80)
     initiator.send_stream_data(stream, b"hello")
-    transport1 = initiator.data_to_send()
+    transport1 = initiator.data_to_send(0.0)
     responder.receive_data(transport1, 0.0)
     responder.send_stream_data(stream, b"world")
-    transport2 = responder.data_to_send()
+    transport2 = responder.data_to_send(0.0)
     initiator.receive_data(transport2, 0.0)
     return {
         "network": VECTOR_NETWORK,

@@ -20,7 +20,7 @@ from altmesh_dashboard.models import ROLES, LoginSession, User, utcnow
 F = TypeVar("F", bound=Callable[..., Any])
 
 # How a view authenticates its caller. Unmarked views need a logged-in user.
-AccessMark = Literal["public", "relay_token", "metrics_token"]
+AccessMark = Literal["public", "relay_token", "service_token", "metrics_token"]
 ACCESS_ATTRIBUTE = "_altmesh_access"
 
 
@@ -77,6 +77,14 @@ def start_login_session(user: User) -> None:
     session["user_id"] = user.id
     session["auth_stamp"] = auth_stamp(user)
     session["sid"] = session_id
+
+
+def end_all_login_sessions(user: User) -> None:
+    """Delete every server-side login record of `user`: their cookies stop authenticating at
+    once, and stay worthless if the user is enabled again later. The caller commits."""
+    from altmesh_dashboard.db import get_session
+
+    get_session().execute(delete(LoginSession).where(LoginSession.user_id == user.id))
 
 
 def end_login_session() -> None:

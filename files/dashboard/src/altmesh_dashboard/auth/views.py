@@ -16,7 +16,6 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
@@ -24,6 +23,7 @@ from wtforms.validators import DataRequired, Length
 from altmesh_dashboard import audit
 from altmesh_dashboard.auth.access import (
     current_user,
+    end_all_login_sessions,
     end_login_session,
     login_required,
     public,
@@ -38,6 +38,7 @@ from altmesh_dashboard.auth.passwords import (
 )
 from altmesh_dashboard.auth.throttle import forget_failures, record_failure, seconds_until_allowed
 from altmesh_dashboard.db import get_session
+from altmesh_dashboard.forms import FlaskForm
 from altmesh_dashboard.metrics import LOGINS
 from altmesh_dashboard.models import ROLES, User, utcnow
 
@@ -51,9 +52,17 @@ class LoginForm(FlaskForm):
 
 
 def _safe_next(target: str | None) -> str:
-    """Only redirect to a path on this site, never to another host."""
+    """Only redirect to a path on this site, never to another host, and only to a printable
+    one: a CR or LF (`next=/%0d%0a...`) would otherwise end up in the Location header."""
     # Browsers read a backslash as "/", so "/\\evil.example" would leave the site too.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+        and target.isascii()
+    ):
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
@@ -89,12 +98,13 @@ def login() -> ResponseReturnValue:
             user.password_hash = hash_password(password)
         user.last_login_at = utcnow()
         forget_failures(db, username, current_app.config)
+        target = _safe_next(request.args.get("next"))  # before anything is committed
         audit.record_audit(user, "login", f"user:{user.username}", None, None, commit=False)
         start_login_session(user)
         db.commit()
         LOGINS.labels(result="success").inc()
         log.info("user %r logged in from %s", username, remote_addr)
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(target)
     status = 400 if request.method == "POST" else 200
     return render_template("login.html", form=form, error=None), status
 
@@ -115,11 +125,11 @@ def logout() -> ResponseReturnValue:
 class NewUserForm(FlaskForm):
     username = StringField("Username", validators=[DataRequired(), Length(min=1, max=64)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
-    role = SelectField("Role", choices=list(ROLES), default="viewer")
+    role = SelectField("Role", choices=list(ROLES), default="viewer")  # type: ignore[arg-type]  # plain values: see forms.py
 
 
 class UserChangeForm(FlaskForm):
-    role = SelectField("Role", choices=list(ROLES))
+    role = SelectField("Role", choices=list(ROLES))  # type: ignore[arg-type]  # plain values: see forms.py
     disabled = BooleanField("Disabled")
 
 
@@ -182,6 +192,10 @@ def change_user(user_id: int) -> ResponseReturnValue:
     before = user.audit_view()
     user.role = str(form.role.data)
     user.disabled = bool(form.disabled.data)
+    if user.disabled or user.role != before["role"]:
+        # A disabled user's logins end now, not merely while disabled: re-enabling must not
+        # bring back a session taken before (a stolen cookie, a shared machine).
+        end_all_login_sessions(user)
     if before != user.audit_view():
         audit.record_audit(None, "user.change", f"user:{user.username}", before, user.audit_view())
         flash(f"User {user.username} is now {user.role}{' (disabled)' if user.disabled else ''}.")

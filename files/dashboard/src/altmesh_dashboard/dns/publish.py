@@ -29,6 +29,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.update
+from altmesh.dnsrecords import key_txt, keys_in_txt, txt_presentation
+from altmesh.protocol.keys import decode_key
 from flask import current_app
 
 from altmesh_dashboard.audit import record_audit
@@ -36,13 +38,14 @@ from altmesh_dashboard.db import get_session
 from altmesh_dashboard.dns.zone import DnsError, Record, ZoneClient, prerequisite_rdataset
 from altmesh_dashboard.metrics import DNS_UPDATES
 from altmesh_dashboard.models import Relay, utcnow
+from altmesh_dashboard.status import relay_state
 
 SERVICE_LABELS = ("_altmesh", "_tcp")
-KEY_TXT_PREFIX = "altmesh-key="
 RELAY_RECORD_TTL = 60  # short, so weights and endpoint changes reach clients quickly
 SRV_PRIORITY = 0
 UNKNOWN_LOAD_WEIGHT = 50  # before the first heartbeat: an average relay
 MIN_WEIGHT = 1  # RFC 2782: weight 0 means "almost never"; a busy relay stays selectable
+SILENT_WEIGHT = 0  # a relay that stopped reporting: chosen only when nothing else is left
 WEIGHT_STEPS = 10  # load is bucketed so small load jitter does not cause DNS updates
 WEIGHT_RECHECK_SECONDS = 300.0  # after this, a stored weight is checked against the server again
 _RETRYABLE = ("changed", "conflict")
@@ -56,6 +59,18 @@ def weight_for_load(load: float | None) -> int:
     clamped = min(max(load, 0.0), 1.0)
     step = int((1.0 - clamped) * WEIGHT_STEPS + 0.5)  # round half up, never banker's rounding
     return max(MIN_WEIGHT, step * (100 // WEIGHT_STEPS))
+
+
+def relay_weight(relay: Relay) -> int:
+    """The SRV weight a relay should have now: the weight of its load while its heartbeats are
+    fresh (state "up"); UNKNOWN_LOAD_WEIGHT when it registered less than
+    RELAY_STALE_AFTER_SECONDS ago and has sent no heartbeat yet; SILENT_WEIGHT otherwise."""
+    now = utcnow()
+    if relay.last_heartbeat_at is None:
+        fresh = relay_state(relay.registered_at, now, current_app.config) == "up"
+        return weight_for_load(None) if fresh else SILENT_WEIGHT
+    state = relay_state(relay.last_heartbeat_at, now, current_app.config)
+    return weight_for_load(relay.load) if state == "up" else SILENT_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -104,8 +119,20 @@ def _srv(weight: int, port: int, target: dns.name.Name) -> dns.rdata.Rdata:
 
 
 def _txt(*strings: str) -> dns.rdata.Rdata:
-    quoted = " ".join('"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in strings)
-    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, quoted)
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.TXT, txt_presentation(*strings))
+
+
+def refuse_cname_owners(client: ZoneClient, names: Sequence[dns.name.Name], what: str) -> None:
+    """Raise DnsError("conflict") if any of `names` is a CNAME: named silently ignores records
+    added beside a CNAME (RFC 2136 §3.4.2.2) and would answer NOERROR, so "published" would be a
+    lie. The update's prerequisites catch a CNAME added meanwhile."""
+    for name in names:
+        if dns.rdatatype.CNAME in client.types_at(name):
+            raise DnsError(
+                "conflict",
+                f"cannot publish {what}: {name} is a CNAME in the zone, and named ignores other "
+                "records at a CNAME; delete the CNAME or choose another name",
+            )
 
 
 def _client(client: ZoneClient | None) -> ZoneClient:
@@ -157,23 +184,26 @@ def _known_weight(relay: Relay) -> int | None:
 
 
 def publish_relay(
-    relay: Relay, client: ZoneClient | None = None, *, load: float | None = None
+    relay: Relay, client: ZoneClient | None = None, *, weight: int | None = None
 ) -> list[Record]:
     """Publish (or re-publish) all of a relay's records in one update; returns what was sent.
-    The SRV weight follows `load` (default: `relay.load`). Raises DnsError when the server
-    refuses or cannot be reached."""
+    The SRV weight is `weight` (default: `relay_weight(relay)`). Raises DnsError when the server
+    refuses or cannot be reached, or a name the relay needs is a CNAME."""
     client = _client(client)
     origin = client.origin
     names = RelayNames.of(relay.name, origin)
-    weight = weight_for_load(relay.load if load is None else load)
+    weight = relay_weight(relay) if weight is None else weight
     endpoints = relay_endpoints(relay, origin)
-    key_txt = _txt(KEY_TXT_PREFIX + relay.public_key)
-    instance_txt = _txt("txtvers=1", f"relay={relay.name}", KEY_TXT_PREFIX + relay.public_key)
+    key_string = key_txt(decode_key(relay.public_key))
+    key_record = _txt(key_string)
+    instance_txt = _txt("txtvers=1", f"relay={relay.name}", key_string)
+    owned_targets = [e.target for e in endpoints if e.address is not None]
+    refuse_cname_owners(client, [names.host, names.instance, *owned_targets], f"relay {relay.name}")
     ttl = RELAY_RECORD_TTL
 
     published: list[Record] = [
         Record(names.host, ttl, dns.rdatatype.AAAA, _aaaa(relay.address)),
-        Record(names.host, ttl, dns.rdatatype.TXT, key_txt),
+        Record(names.host, ttl, dns.rdatatype.TXT, key_record),
         Record(names.instance, ttl, dns.rdatatype.TXT, instance_txt),
         Record(
             names.service,
@@ -200,6 +230,8 @@ def publish_relay(
             update.present(names.instance, prerequisite_rdataset(previous))
         else:
             update.absent(names.instance, dns.rdatatype.SRV)
+        for owner in (names.host, names.instance, *owned_targets):
+            update.absent(owner, dns.rdatatype.CNAME)
         update.delete(names.host, dns.rdatatype.AAAA)
         update.delete(names.host, dns.rdatatype.TXT)
         for old in previous:
@@ -268,14 +300,14 @@ def _aaaa(address: str) -> dns.rdata.Rdata:
 
 
 def update_relay_weight(
-    relay: Relay, load: float | None = None, client: ZoneClient | None = None
+    relay: Relay, client: ZoneClient | None = None, *, weight: int | None = None
 ) -> bool:
-    """Bring the relay's SRV weights in line with `load` (default: `relay.load`); returns True
-    when an update was sent. Heartbeats stay cheap: nothing is sent (nor even asked) while the
-    weight bucket is unchanged, and the server is re-checked at most every few minutes."""
+    """Bring the relay's SRV weights to `weight` (default: `relay_weight(relay)`: 0 while the
+    relay is silent, else the weight of its load); returns True when an update was sent.
+    Heartbeats stay cheap: nothing is sent (nor even asked) while the weight is unchanged, and
+    the server is re-checked at most every few minutes."""
     client = _client(client)
-    effective_load = relay.load if load is None else load
-    weight = weight_for_load(effective_load)
+    weight = relay_weight(relay) if weight is None else weight
     if _known_weight(relay) == weight:
         return False
     names = RelayNames.of(relay.name, client.origin)
@@ -283,7 +315,7 @@ def update_relay_weight(
     if not current:
         # Never published, removed by hand, or a read a few ms behind a publication: publishing
         # it all is right in each case (its prerequisite catches the last one and retries).
-        publish_relay(relay, client, load=effective_load)
+        publish_relay(relay, client, weight=weight)
         return True
     if all(_weight_of(r) == weight for r in current):
         _remember_weight(relay, weight)
@@ -325,3 +357,79 @@ def published_srv_weights(client: ZoneClient, relay_name: str) -> Sequence[int]:
     """The weights the server now serves for a relay's instance SRV records."""
     names = RelayNames.of(relay_name, client.origin)
     return sorted(_weight_of(r) for r in client.lookup(names.instance, dns.rdatatype.SRV))
+
+
+# --------------------------------------------------------------------------- services
+
+SERVICE_RECORD_TTL = 60  # like relays': a re-keyed service is seen within a minute
+
+
+def _is_key_txt(record: Record) -> bool:
+    found = keys_in_txt([record.rdata.strings])  # type: ignore[attr-defined]
+    return bool(found.keys or found.problems)
+
+
+def _service_records(client: ZoneClient, owner: dns.name.Name) -> tuple[list[Record], list[Record]]:
+    """The name's AAAA records and its key TXT records (other TXT records are not the service's
+    and are left alone)."""
+    aaaa = client.lookup(owner, dns.rdatatype.AAAA)
+    key_records = [r for r in client.lookup(owner, dns.rdatatype.TXT) if _is_key_txt(r)]
+    return aaaa, key_records
+
+
+def publish_service(
+    name: str, public_key: str, address: str, client: ZoneClient | None = None
+) -> bool:
+    """Make `name` hold exactly AAAA `address` and the key TXT of `public_key` (other TXT
+    records stay). Returns False when the zone already said so (nothing sent). DnsError
+    ("conflict") when the name is a CNAME or below a delegation, where named would not serve
+    the records; other DnsErrors when the server refuses or fails."""
+    client = _client(client)
+    owner = dns.name.from_text(name)
+    cut = client.zone_cut_above(owner)
+    if cut is not None:
+        raise DnsError(
+            "conflict",
+            f"cannot publish service {owner}: it is below the delegation {cut}, whose records "
+            "the zone does not serve; choose a name outside the delegated subtree",
+        )
+    refuse_cname_owners(client, [owner], f"service {owner}")
+    wanted_aaaa = _aaaa(address)
+    wanted_txt = _txt(key_txt(decode_key(public_key)))
+    aaaa, key_records = _service_records(client, owner)
+    if [r.rdata for r in aaaa] == [wanted_aaaa] and [r.rdata for r in key_records] == [wanted_txt]:
+        return False
+
+    def build() -> dns.update.UpdateMessage:
+        _current_aaaa, current_keys = _service_records(client, owner)
+        update = client.update_message()
+        update.absent(owner, dns.rdatatype.CNAME)
+        update.delete(owner, dns.rdatatype.AAAA)
+        for old in current_keys:
+            update.delete(owner, old.rdata)
+        update.add(owner, SERVICE_RECORD_TTL, wanted_aaaa)
+        update.add(owner, SERVICE_RECORD_TTL, wanted_txt)
+        return update
+
+    _send_with_retry(client, build, f"publishing service {owner}")
+    return True
+
+
+def withdraw_service(name: str, client: ZoneClient | None = None) -> bool:
+    """Remove `name`'s AAAA records and key TXT records; False when it had none."""
+    client = _client(client)
+    owner = dns.name.from_text(name)
+    aaaa, key_records = _service_records(client, owner)
+    if not aaaa and not key_records:
+        return False
+
+    def build() -> dns.update.UpdateMessage:
+        _current_aaaa, current_keys = _service_records(client, owner)
+        update = client.update_message()
+        update.delete(owner, dns.rdatatype.AAAA)
+        for old in current_keys:
+            update.delete(owner, old.rdata)
+        return update
+
+    _send_with_retry(client, build, f"withdrawing service {owner}")
+    return True

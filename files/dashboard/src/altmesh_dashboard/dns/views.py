@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import Length
 
@@ -28,6 +27,7 @@ from altmesh_dashboard.dns.zone import (
     server_status,
     validate_record,
 )
+from altmesh_dashboard.forms import FlaskForm
 from altmesh_dashboard.metrics import DNS_UPDATES
 from altmesh_dashboard.models import ROLES
 
@@ -37,7 +37,7 @@ DEFAULT_TTL = 300
 class RecordForm(FlaskForm):
     name = StringField("Name", validators=[Length(max=255)], default="")
     ttl = StringField("TTL (seconds)", validators=[Length(max=12)], default=str(DEFAULT_TTL))
-    type = SelectField("Type", choices=list(EDITABLE_TYPES), default="A", validate_choice=False)
+    type = SelectField("Type", choices=list(EDITABLE_TYPES), default="A", validate_choice=False)  # type: ignore[arg-type]  # plain values: see forms.py
     rdata = StringField("Data", validators=[Length(max=4000)], default="")
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -35,6 +36,7 @@ import dns.tsigkeyring
 import dns.update
 import dns.xfr
 import dns.zone
+from altmesh.dnsrecords import typed_txt_presentation
 
 EDITABLE_TYPES = ("A", "AAAA", "TXT", "SRV", "CNAME", "MX", "CAA", "PTR", "NS")
 # Records the signer (named's dnssec-policy) owns; shown as counts, never offered for editing.
@@ -156,13 +158,43 @@ class ZoneSettings:
 # --------------------------------------------------------------------------- validation
 
 
-def _quote_txt(text: str) -> str:
-    """Let operators type TXT data plainly: unquoted input becomes one string, not one per word."""
-    stripped = text.strip()
-    if stripped.startswith('"'):
-        return stripped
-    escaped = stripped.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+# named's check-names (on by default, "fail" for a primary zone) refuses an update whose owner
+# or target breaks the host-name rule; checking first says so, instead of a bare REFUSED.
+HOSTNAME_OWNER_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX})
+
+
+def _is_hostname(name: dns.name.Name, *, wildcard_ok: bool) -> bool:
+    """RFC 952/1123 host name: labels of letters, digits and '-' (not at either end); a leading
+    `*` label when `wildcard_ok` (as named's check-names allows for owners)."""
+    labels = [label.decode("ascii", "replace") for label in name.labels if label]
+    if wildcard_ok and labels and labels[0] == "*":
+        labels = labels[1:]
+    return all(
+        label.replace("-", "").isalnum()
+        and label.isascii()
+        and not label.startswith("-")
+        and not label.endswith("-")
+        for label in labels
+    )
+
+
+def _check_names_problem(owner: dns.name.Name, rdata: dns.rdata.Rdata) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    kind = dns.rdatatype.to_text(rdata.rdtype)
+    if rdata.rdtype in HOSTNAME_OWNER_TYPES and not _is_hostname(owner, wildcard_ok=True):
+        errors["name"] = (
+            f"{owner} is not a host name (letters, digits and '-' only), and named's "
+            f"check-names refuses {kind} records there"
+        )
+    target = getattr(rdata, "exchange", None) if rdata.rdtype == dns.rdatatype.MX else None
+    if rdata.rdtype == dns.rdatatype.NS:
+        target = getattr(rdata, "target", None)
+    if isinstance(target, dns.name.Name) and not _is_hostname(target, wildcard_ok=False):
+        errors["rdata"] = (
+            f"{target} is not a host name (letters, digits and '-' only), and named's "
+            f"check-names refuses {kind} records pointing at it"
+        )
+    return errors
 
 
 def parse_name(text: str, origin: dns.name.Name) -> dns.name.Name:
@@ -223,7 +255,7 @@ def validate_record(
         errors["rdata"] = "must be on one line"
     else:
         if type_value == dns.rdatatype.TXT:
-            data_text = _quote_txt(data_text)
+            data_text = typed_txt_presentation(data_text)
         try:
             parsed = dns.rdata.from_text(
                 dns.rdataclass.IN, type_value, data_text, origin=origin, relativize=False
@@ -232,6 +264,9 @@ def validate_record(
             errors["rdata"] = (
                 f"not valid {type_text} data ({_describe_parse_error(type_text, err)})"
             )
+    if owner is not None and parsed is not None:
+        for field_name, problem in _check_names_problem(owner, parsed).items():
+            errors.setdefault(field_name, problem)
     if errors or owner is None or parsed is None:
         raise RecordInvalid(errors)
     return Record(owner, ttl_value, type_value, parsed)
@@ -316,12 +351,16 @@ class ZoneClient:
         return ZoneContents(self.origin, serial, records, dnssec_counts, soa_text)
 
     def lookup(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> list[Record]:
-        """The RRset `name`/`rdtype` as the server answers it now (TCP, authoritative)."""
+        """The RRset `name`/`rdtype` as the zone holds it now (TCP, authoritative). At or below a
+        delegation a query gets a referral instead (the delegation NS, glue and anything else
+        there are not answered), so the RRset is read from a zone transfer."""
         query = dns.message.make_query(name, rdtype)
         response = self._exchange(query, f"looking up {name} {dns.rdatatype.to_text(rdtype)}")
         self._check_query_rcode(response, name)
         rrset = response.get_rrset(response.answer, name, dns.rdataclass.IN, rdtype)
         if rrset is None:
+            if _referral_cut(response) is not None:
+                return self.read_zone().rrset_at(name, rdtype)
             return []
         return [Record(name, rrset.ttl, rdtype, rdata) for rdata in rrset]
 
@@ -330,11 +369,21 @@ class ZoneClient:
         query = dns.message.make_query(name, dns.rdatatype.ANY)
         response = self._exchange(query, f"looking up {name}")
         self._check_query_rcode(response, name)
+        if not response.answer and _referral_cut(response) is not None:
+            return {r.rdtype for r in self.read_zone().records if r.name == name}
         return {
             rrset.rdtype
             for rrset in response.answer
             if rrset.name == name and rrset.rdtype not in DNSSEC_TYPES
         }
+
+    def zone_cut_above(self, name: dns.name.Name) -> dns.name.Name | None:
+        """The delegation (`sub.alt.` with NS records) at or above `name`, if there is one:
+        records there, other than the delegation's NS and its glue, are never served."""
+        query = dns.message.make_query(name, dns.rdatatype.A)
+        response = self._exchange(query, f"looking up {name}")
+        self._check_query_rcode(response, name)
+        return _referral_cut(response)
 
     def _check_query_rcode(self, response: dns.message.Message, name: dns.name.Name) -> None:
         rcode = response.rcode()
@@ -352,8 +401,10 @@ class ZoneClient:
     # ---------------------------------------------------------------- changing
 
     def add(self, record: Record) -> None:
-        """Add one record; refuse (before sending) what would break CNAME exclusivity."""
+        """Add one record; refuse (before sending) what would break CNAME exclusivity, or what
+        named's own checks would refuse."""
         self._check_cname_rules(record, replacing=None)
+        self._check_targets(record)
         update = self._update()
         if record.rdtype == dns.rdatatype.CNAME:
             update.absent(record.name)  # a CNAME must be alone at its name
@@ -365,17 +416,35 @@ class ZoneClient:
     def change(self, old: Record, new: Record) -> None:
         """Replace `old` by `new` in one update, if `old`'s RRset is still what was seen."""
         self._check_cname_rules(new, replacing=old)
+        self._check_targets(new)
+        same_rrset = (new.name, new.rdtype) == (old.name, old.rdtype)
 
         def build(seen: list[Record]) -> dns.update.UpdateMessage:
+            if self._is_last_apex_ns(old, seen) and not same_rrset:
+                # named ignores deleting the apex's last NS (RFC 2136 §3.4.2.4) and would answer
+                # NOERROR, so the change would be reported while the NS stayed.
+                raise RecordInvalid(
+                    {
+                        "type": "this is the zone's last NS record: it can be changed into "
+                        "another NS record, not into another type or name; add another name "
+                        "server first"
+                    }
+                )
             update = self._update()
             update.present(old.name, prerequisite_rdataset(seen))
-            if (new.name, new.rdtype) != (old.name, old.rdtype):
+            if not same_rrset:
                 if new.rdtype == dns.rdatatype.CNAME:
                     update.absent(new.name)
                 else:
                     update.absent(new.name, dns.rdatatype.CNAME)
-            update.delete(old.name, old.rdata)
-            update.add(new.name, new.ttl, new.rdata)
+            if same_rrset and new.rdata != old.rdata:
+                # Add first: deleting first could empty the RRset (for the apex's last NS named
+                # ignores that delete, and the old record would stay beside the new one).
+                update.add(new.name, new.ttl, new.rdata)
+                update.delete(old.name, old.rdata)
+            else:
+                update.delete(old.name, old.rdata)
+                update.add(new.name, new.ttl, new.rdata)
             return update
 
         self._guarded(
@@ -386,7 +455,7 @@ class ZoneClient:
         """Delete one record, if its RRset is still what the operator saw."""
 
         def build(seen: list[Record]) -> dns.update.UpdateMessage:
-            if record.rdtype == dns.rdatatype.NS and record.name == self.origin and len(seen) == 1:
+            if self._is_last_apex_ns(record, seen):
                 raise RecordInvalid(
                     {"rdata": "this is the zone's last NS record; add another name server first"}
                 )
@@ -448,7 +517,8 @@ class ZoneClient:
 
     def _current_rrset_containing(self, record: Record, verb: str) -> list[Record]:
         # With inline signing, queries are answered from the signed copy, which trails an update
-        # by a few milliseconds (FACTS.md: 2-25 ms); look again briefly before calling it gone.
+        # by a few milliseconds (2-25 ms measured on a 2-core test machine); look again briefly
+        # before calling it gone.
         # On a loaded host the lag grows, so the look is bounded by time, not by a try count.
         deadline = time.monotonic() + SIGNING_LAG_WINDOW_SECONDS
         pause = SIGNING_LAG_PAUSE_SECONDS
@@ -465,6 +535,37 @@ class ZoneClient:
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
         return current
+
+    def _is_last_apex_ns(self, record: Record, seen: list[Record]) -> bool:
+        return record.rdtype == dns.rdatatype.NS and record.name == self.origin and len(seen) == 1
+
+    def _check_targets(self, record: Record) -> None:
+        """named refuses an MX whose exchange is a CNAME (check-mx-cname, RFC 2181 §10.3), and
+        an NS whose target inside the zone has no address record (check-integrity)."""
+        if record.rdtype == dns.rdatatype.NS:
+            ns_target: dns.name.Name = record.rdata.target  # type: ignore[attr-defined]
+            if ns_target.is_subdomain(self.origin) and not (
+                self.lookup(ns_target, dns.rdatatype.A)
+                or self.lookup(ns_target, dns.rdatatype.AAAA)
+            ):
+                raise RecordInvalid(
+                    {
+                        "rdata": f"{ns_target} is inside the zone but has no A or AAAA record, "
+                        "and named refuses an NS record whose name server it cannot reach "
+                        "(check-integrity); add its address first"
+                    }
+                )
+            return
+        if record.rdtype != dns.rdatatype.MX:
+            return
+        target: dns.name.Name = record.rdata.exchange  # type: ignore[attr-defined]
+        if target.is_subdomain(self.origin) and dns.rdatatype.CNAME in self.types_at(target):
+            raise RecordInvalid(
+                {
+                    "rdata": f"{target} is a CNAME (an alias), and named refuses MX records that "
+                    "point at an alias (RFC 2181 §10.3); point the MX at the alias's target"
+                }
+            )
 
     def _check_cname_rules(self, record: Record, replacing: Record | None) -> None:
         present = self.types_at(record.name)
@@ -562,9 +663,11 @@ class ZoneClient:
         messages = {
             dns.rcode.REFUSED: (
                 "refused",
-                f"the server refused {what} (REFUSED): the TSIG key {s.key_name!r} is not "
-                f"allowed to do this for {zone} (check the zone's update-policy and "
-                "allow-transfer), or the zone is frozen (rndc thaw)"
+                f"the server refused {what} (REFUSED). named refuses when the TSIG key "
+                f"{s.key_name!r} is not allowed to do this for {zone} (the zone's "
+                "update-policy or allow-transfer), when the zone is frozen (rndc thaw), or when "
+                "a record fails named's own integrity checks (check-names, an MX or NS that "
+                "points at an alias); named's log names the reason"
                 if s.key_name
                 else f"the server refused {what} (REFUSED): the request was not signed; set "
                 "DNS_TSIG_KEY_NAME and DNS_TSIG_SECRET to a key the zone's update-policy grants",
@@ -605,6 +708,16 @@ class ZoneClient:
         }
         kind, message = messages.get(rcode, ("server", f"the server answered {code} while {what}"))
         return DnsError(kind, message)
+
+
+def _referral_cut(response: dns.message.Message) -> dns.name.Name | None:
+    """The delegation a non-authoritative answer refers to (its authority NS owner), or None."""
+    if response.flags & dns.flags.AA or response.answer:
+        return None
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.NS:
+            return rrset.name
+    return None
 
 
 def prerequisite_rdataset(records: Iterable[Record]) -> dns.rdataset.Rdataset:

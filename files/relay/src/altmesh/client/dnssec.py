@@ -1,22 +1,33 @@
-"""Resolve `NAME.alt` to (address, public key) with DNSSEC validated from the pinned `alt.` anchor.
+"""`.alt` names to (address, public key), and the relay set, DNSSEC-validated from the anchor.
 
 The chain is short because every name lives in the `alt.` zone: the anchor (DS or DNSKEY of
 `alt.`) authenticates the zone's DNSKEY RRset, whose keys authenticate the AAAA (address) and TXT
 (`altmesh-key=BASE64`) RRsets of the name. Anything unsigned, badly signed or signed by another
-zone is refused, and so is a key whose hash does not give the address.
+zone is refused, and so is a key whose hash does not give the address. A wildcard answer counts
+only with the NSEC proof that the name asked does not exist (`altmesh.client.denial`).
+
+`resolve_relays()` reads the network's relays the same way from the DNS-SD set the dashboard
+publishes (`altmesh.dnsrecords`): `_altmesh._tcp.alt. PTR`, each instance's SRV and TXT, and the
+addresses of SRV targets inside the zone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
+import re
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import dns.asyncbackend
 import dns.asyncquery
 import dns.dnssec
 import dns.exception
 import dns.flags
+import dns.inet
 import dns.message
 import dns.name
 import dns.rcode
@@ -24,11 +35,25 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from altmesh.client.denial import expanded_from, wildcard_is_proven
 from altmesh.config import HostPort
-from altmesh.keyfile import decode_public_key, encode_public_key
+from altmesh.dnsrecords import (
+    KEY_TXT_PREFIX,
+    RELAY_NAME_PATTERN,
+    RELAY_SERVICE_LABELS,
+    keys_in_txt,
+    relay_names_in_txt,
+)
+from altmesh.keyfile import encode_public_key
+from dns.rdtypes.ANY.RRSIG import RRSIG
+
+log = logging.getLogger("altmesh.client.dns")
 
 ZONE = dns.name.from_text("alt.")
-KEY_TXT_PREFIX = "altmesh-key="
+RELAY_SERVICE = dns.name.Name(RELAY_SERVICE_LABELS).concatenate(ZONE)
+_RELAY_NAME = re.compile(RELAY_NAME_PATTERN)
+# Answers that say this server cannot answer now: another server may.
+_SERVER_FAILURES = (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP, dns.rcode.FORMERR)
 
 
 class TrustAnchorError(ValueError):
@@ -36,7 +61,11 @@ class TrustAnchorError(ValueError):
 
 
 class ResolveError(Exception):
-    """A name that cannot be resolved to an authenticated address and key; `kind` is stable."""
+    """A name that cannot be resolved to authenticated data; `kind` is stable.
+
+    `name` is the name asked for; `detail` says which query failed and how (`alt. DNSKEY:
+    127.0.0.1:53 answered SERVFAIL`).
+    """
 
     def __init__(self, kind: str, name: str, detail: str) -> None:
         self.kind = kind
@@ -55,6 +84,50 @@ class ResolvedName:
     @property
     def public_key_b64(self) -> str:
         return encode_public_key(self.public_key)
+
+
+@dataclass(frozen=True)
+class RelayTarget:
+    """One SRV record of a relay: where it is reached."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str  # host name, without the trailing dot
+    # DNSSEC-validated addresses of a target inside the zone. Empty for a target outside it
+    # (resolve it as any host name): the relay's key, validated, authenticates the relay.
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    in_zone: bool
+
+
+@dataclass(frozen=True)
+class RelayRecord:
+    """A relay of the network's DNS-SD set, every part DNSSEC-validated."""
+
+    name: str  # its `relay=` name, also its instance label
+    instance: str  # `<name>._altmesh._tcp.alt.`
+    public_keys: tuple[bytes, ...]  # from `altmesh-key=`; more than one during a key rotation
+    targets: tuple[RelayTarget, ...]  # by priority, then by weight (highest first)
+    ttl: int
+
+    @property
+    def public_key(self) -> bytes:
+        return self.public_keys[0]
+
+
+@dataclass(frozen=True)
+class SkippedRelay:
+    """A DNS-SD instance that was not used, and why."""
+
+    instance: str
+    kind: str  # a ResolveError kind
+    detail: str
+
+
+@dataclass(frozen=True)
+class RelaySet:
+    relays: tuple[RelayRecord, ...]
+    skipped: tuple[SkippedRelay, ...]  # instances that failed validation: never used
 
 
 @dataclass(frozen=True)
@@ -148,90 +221,170 @@ class AltResolver:
         self._zone_keys: tuple[dns.rrset.RRset, float] | None = None
         self._cache: dict[str, tuple[ResolvedName, float]] = {}
 
-    async def _query(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> dns.message.Message:
+    # ------------------------------------------------------------------ one query
+
+    async def _exchange(
+        self, asked: str, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> tuple[dns.message.Message, HostPort]:
+        """The first usable answer of the servers, in order, and the server that gave it."""
         query = dns.message.make_query(name, rdtype, want_dnssec=True)
         query.flags |= dns.flags.CD  # we validate ourselves; a server must not hide bogus data
-        last_error: Exception | None = None
+        what = _what(name, rdtype)
+        failures: list[str] = []
         for server in self.servers:
             try:
-                response = await dns.asyncquery.udp(
-                    query, server.host, port=server.port, timeout=self.timeout
-                )
+                response = await self._udp(query, server)
                 if response.flags & dns.flags.TC:
                     response = await dns.asyncquery.tcp(
                         query, server.host, port=server.port, timeout=self.timeout
                     )
-                return response
-            except (dns.exception.DNSException, OSError) as err:
-                last_error = err
-        raise ResolveError("dns_unreachable", str(name), f"no DNS server answered: {last_error}")
+            except dns.exception.Timeout:
+                failures.append(f"{server}: no answer within {self.timeout:g} s")
+                continue
+            except ConnectionRefusedError:
+                failures.append(f"{server}: connection refused (no DNS server on that port)")
+                continue
+            except OSError as err:
+                failures.append(f"{server}: {err.strerror or err}")
+                continue
+            except dns.exception.DNSException as err:
+                failures.append(f"{server}: bad answer: {err}")
+                continue
+            if response.rcode() in _SERVER_FAILURES:
+                failures.append(f"{server} answered {dns.rcode.to_text(response.rcode())}")
+                continue
+            return response, server
+        kind = "dns_error" if all(" answered " in f for f in failures) else "dns_unreachable"
+        raise ResolveError(kind, asked, f"{what}: {'; '.join(failures)}")
 
-    def _signed_rrset(
-        self, response: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> tuple[dns.rrset.RRset, dns.rrset.RRset] | None:
-        try:
-            rrset = response.find_rrset(response.answer, name, dns.rdataclass.IN, rdtype)
-        except KeyError:
-            return None
-        try:
-            sigs = response.find_rrset(
-                response.answer, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype
+    async def _udp(self, query: dns.message.Message, server: HostPort) -> dns.message.Message:
+        """One UDP exchange that waits for the real answer.
+
+        A datagram that is not the answer (garbage, another query's ID, another source) is
+        ignored until the timeout, so a stray or spoofed packet cannot fail the lookup. The
+        socket is connected, so a closed port is reported as refused instead of timing out.
+        """
+        family = dns.inet.af_for_address(server.host)
+        destination = dns.inet.low_level_address_tuple((server.host, server.port), family)
+        backend = dns.asyncbackend.get_default_backend()
+        sock = await backend.make_socket(  # type: ignore[no-untyped-call]
+            family, socket.SOCK_DGRAM, 0, None, destination
+        )
+        async with sock:
+            return await dns.asyncquery.udp(
+                query,
+                server.host,
+                timeout=self.timeout,
+                port=server.port,
+                sock=sock,
+                ignore_unexpected=True,
+                ignore_errors=True,
             )
-        except KeyError:
-            raise ResolveError(
-                "dnssec_unsigned", str(name), f"{dns.rdatatype.to_text(rdtype)} is not signed"
-            ) from None
-        return rrset, sigs
 
-    async def zone_keys(self) -> dns.rrset.RRset:
+    # ------------------------------------------------------------------ validated RRsets
+
+    async def zone_keys(self, asked: str = "alt.") -> dns.rrset.RRset:
         """The `alt.` DNSKEY RRset, validated with a key the anchor vouches for."""
         now = time.monotonic()
         if self._zone_keys and self._zone_keys[1] > now:
             return self._zone_keys[0]
-        response = await self._query(ZONE, dns.rdatatype.DNSKEY)
-        signed = self._signed_rrset(response, ZONE, dns.rdatatype.DNSKEY)
-        if signed is None:
-            raise ResolveError("dnssec_bogus", "alt.", "no DNSKEY RRset for alt.")
-        keys, sigs = signed
+        response, server = await self._exchange(asked, ZONE, dns.rdatatype.DNSKEY)
+        what = "alt. DNSKEY"
+        if response.rcode() != dns.rcode.NOERROR:
+            raise ResolveError(
+                "dnssec_bogus",
+                asked,
+                f"{what}: {server} answered {dns.rcode.to_text(response.rcode())}",
+            )
+        keys = response.get_rrset(response.answer, ZONE, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        if keys is None:
+            raise ResolveError("dnssec_bogus", asked, f"{what}: the answer of {server} has none")
+        sigs = response.get_rrset(
+            response.answer, ZONE, dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY
+        )
+        if sigs is None:
+            raise ResolveError("dnssec_unsigned", asked, f"{what}: the RRset is not signed")
         trusted = [key for key in keys if _anchor_matches(self.anchors, key)]
         if not trusted:
             raise ResolveError(
-                "dnssec_bogus", "alt.", "no alt. DNSKEY matches the pinned trust anchor"
+                "dnssec_bogus", asked, f"{what}: no key matches the pinned trust anchor"
             )
         anchor_set = dns.rrset.from_rdata_list(ZONE, keys.ttl, trusted)
         try:
             dns.dnssec.validate(keys, sigs, {ZONE: anchor_set})
         except dns.exception.ValidationFailure as err:
-            raise ResolveError("dnssec_bogus", "alt.", f"DNSKEY RRset: {err}") from None
+            raise ResolveError("dnssec_bogus", asked, f"{what}: {err}") from None
         self._zone_keys = (keys, now + min(keys.ttl, 3600))
         return keys
 
     async def _validated(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> dns.rrset.RRset:
-        keys = await self.zone_keys()
-        response = await self._query(name, rdtype)
+        self,
+        asked: str,
+        name: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        *,
+        required: bool = True,
+    ) -> dns.rrset.RRset | None:
+        """The RRset, validated; None when the name or type is absent and not `required`."""
+        keys = await self.zone_keys(asked)
+        response, server = await self._exchange(asked, name, rdtype)
+        what = _what(name, rdtype)
         if response.rcode() == dns.rcode.NXDOMAIN:
-            raise ResolveError("not_found", str(name), "no such name in the alt. zone")
+            if not required:
+                return None
+            raise ResolveError("not_found", asked, f"{what}: no such name in the alt. zone")
         if response.rcode() != dns.rcode.NOERROR:
             raise ResolveError(
-                "dns_error", str(name), f"server answered {dns.rcode.to_text(response.rcode())}"
+                "dns_error",
+                asked,
+                f"{what}: {server} answered {dns.rcode.to_text(response.rcode())}",
             )
-        signed = self._signed_rrset(response, name, rdtype)
-        if signed is None:
+        rrset = response.get_rrset(response.answer, name, dns.rdataclass.IN, rdtype)
+        if rrset is None:
+            if not required:
+                return None
             raise ResolveError(
-                "not_found", str(name), f"has no {dns.rdatatype.to_text(rdtype)} record"
+                "not_found", asked, f"{what}: {name} has no {dns.rdatatype.to_text(rdtype)} record"
             )
-        rrset, sigs = signed
-        try:
-            dns.dnssec.validate(rrset, sigs, {ZONE: keys})
-        except dns.exception.ValidationFailure as err:
-            raise ResolveError(
-                "dnssec_bogus", str(name), f"{dns.rdatatype.to_text(rdtype)} signature: {err}"
-            ) from None
+        sigs = response.get_rrset(
+            response.answer, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype
+        )
+        if sigs is None:
+            raise ResolveError("dnssec_unsigned", asked, f"{what}: the RRset is not signed")
+        self._check_signatures(asked, what, response, rrset, sigs, keys)
         return rrset
+
+    def _check_signatures(
+        self,
+        asked: str,
+        what: str,
+        response: dns.message.Message,
+        rrset: dns.rrset.RRset,
+        sigs: dns.rrset.RRset,
+        keys: dns.rrset.RRset,
+    ) -> None:
+        """One signature must validate: over the RRset at its own name, or over a wildcard
+        whose expansion to this name the response proves (see altmesh.client.denial)."""
+        failures: list[str] = []
+        for rrsig in sigs:
+            assert isinstance(rrsig, RRSIG)
+            try:
+                dns.dnssec.validate_rrsig(rrset, rrsig, {ZONE: keys})
+            except dns.exception.ValidationFailure as err:
+                failures.append(str(err))
+                continue
+            wildcard = expanded_from(rrset.name, rrsig)
+            if wildcard is None:
+                return
+            if wildcard_is_proven(response, rrset.name, wildcard, keys, ZONE):
+                return
+            failures.append(
+                f"the answer is {wildcard} expanded, without a proof (NSEC) that {rrset.name} "
+                "does not exist"
+            )
+        raise ResolveError("dnssec_bogus", asked, f"{what}: {'; '.join(failures)}")
+
+    # ------------------------------------------------------------------ names
 
     async def resolve(self, name: str) -> ResolvedName:
         """Authenticated (address, key) of a `.alt` name; ResolveError if anything fails."""
@@ -247,30 +400,112 @@ class AltResolver:
             raise ResolveError("bad_name", name, f"not a DNS name: {err}") from None
         if not qname.is_subdomain(ZONE) or qname == ZONE:
             raise ResolveError("bad_name", name, "is not a name under .alt")
-        aaaa = await self._validated(qname, dns.rdatatype.AAAA)
-        txt = await self._validated(qname, dns.rdatatype.TXT)
-        keys: list[bytes] = []
-        for record in txt:
-            # One string per key=value (DNS-SD style) or the whole record as one string.
-            strings = [bytes(part) for part in record.strings]
-            texts = {part.decode("ascii", "replace") for part in [*strings, b"".join(strings)]}
-            for text in sorted(texts):
-                if text.startswith(KEY_TXT_PREFIX):
-                    try:
-                        keys.append(decode_public_key(text[len(KEY_TXT_PREFIX) :]))
-                    except ValueError as err:
-                        raise ResolveError("bad_key", name, f"TXT key: {err}") from None
-        if not keys:
-            raise ResolveError("bad_key", name, f"no TXT record '{KEY_TXT_PREFIX}BASE64'")
+        aaaa = await self._validated(key, qname, dns.rdatatype.AAAA)
+        txt = await self._validated(key, qname, dns.rdatatype.TXT)
+        assert aaaa is not None and txt is not None
+        found = keys_in_txt(record.strings for record in txt)
+        for problem in found.problems:
+            log.warning("%s: ignoring a TXT key record that is not a key: %s", key, problem)
+        if not found.keys:
+            detail = f"{qname} TXT: no valid '{KEY_TXT_PREFIX}BASE64' record"
+            if found.problems:
+                detail += f" ({found.problems[0]})"
+            raise ResolveError("bad_key", key, detail)
         addresses = [ipaddress.IPv6Address(r.address) for r in aaaa]
         for address in addresses:
-            for public in keys:
+            for public in found.keys:
                 if address_matches(address, self.prefix, public):
                     result = ResolvedName(key, address, public, min(aaaa.ttl, txt.ttl))
                     self._cache[key] = (result, time.monotonic() + min(result.ttl, 300))
                     return result
         raise ResolveError(
             "address_mismatch",
-            name,
+            key,
             "the TXT key does not match the AAAA address (address is not derived from the key)",
         )
+
+    # ------------------------------------------------------------------ the relay set
+
+    async def resolve_relays(self) -> RelaySet:
+        """The network's relays from the DNS-SD set, each instance validated in full.
+
+        Raises ResolveError when the `_altmesh._tcp.alt. PTR` set itself cannot be read and
+        validated. An absent PTR set gives no relays; it is not authenticated (denials are not
+        checked), so treat it as "no news" and keep the relays known already. Instances that
+        fail validation are skipped (logged and listed in `skipped`), never used.
+        """
+        asked = RELAY_SERVICE.to_text()
+        ptr = await self._validated(asked, RELAY_SERVICE, dns.rdatatype.PTR, required=False)
+        if ptr is None:
+            return RelaySet((), ())
+        instances = sorted({rdata.target for rdata in ptr})
+        results = await asyncio.gather(
+            *(self._relay_instance(instance) for instance in instances), return_exceptions=True
+        )
+        relays: list[RelayRecord] = []
+        skipped: list[SkippedRelay] = []
+        for instance, result in zip(instances, results, strict=True):
+            if isinstance(result, RelayRecord):
+                relays.append(result)
+            elif isinstance(result, ResolveError):
+                log.warning("relay set: skipping %s: %s (%s)", instance, result.detail, result.kind)
+                skipped.append(SkippedRelay(instance.to_text(), result.kind, result.detail))
+            else:
+                raise result
+        return RelaySet(tuple(relays), tuple(skipped))
+
+    async def _relay_instance(self, instance: dns.name.Name) -> RelayRecord:
+        asked = instance.to_text()
+        if len(instance) != len(RELAY_SERVICE) + 1 or not instance.is_subdomain(RELAY_SERVICE):
+            raise ResolveError("bad_relay_record", asked, f"is not an instance of {RELAY_SERVICE}")
+        label = instance.labels[0].decode("ascii", "replace")
+        srv, txt = await asyncio.gather(
+            self._validated(asked, instance, dns.rdatatype.SRV),
+            self._validated(asked, instance, dns.rdatatype.TXT),
+        )
+        assert srv is not None and txt is not None
+        strings = [record.strings for record in txt]
+        names = relay_names_in_txt(strings)
+        if names != (label,) or not _RELAY_NAME.match(label):
+            raise ResolveError(
+                "bad_relay_record",
+                asked,
+                f"TXT: 'relay=' must name the instance ({label!r}) once, found {list(names)}",
+            )
+        found = keys_in_txt(strings)
+        for problem in found.problems:
+            log.warning("%s: ignoring a TXT key string that is not a key: %s", asked, problem)
+        if not found.keys:
+            raise ResolveError("bad_key", asked, f"TXT: no valid '{KEY_TXT_PREFIX}BASE64' string")
+        ordered = sorted(srv, key=lambda r: (r.priority, -r.weight, r.port, r.target))
+        targets = await asyncio.gather(*(self._relay_target(asked, record) for record in ordered))
+        usable = tuple(target for target in targets if target is not None)
+        if not usable:
+            raise ResolveError("no_endpoint", asked, "no SRV target with an address")
+        return RelayRecord(label, asked, found.keys, usable, min(srv.ttl, txt.ttl))
+
+    async def _relay_target(self, asked: str, record: object) -> RelayTarget | None:
+        target: dns.name.Name = record.target  # type: ignore[attr-defined]
+        if target == dns.name.root:
+            return None  # RFC 2782: "." means the service is not available there
+        in_zone = target.is_subdomain(ZONE)
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+        if in_zone:
+            for rdtype in (dns.rdatatype.AAAA, dns.rdatatype.A):
+                rrset = await self._validated(asked, target, rdtype, required=False)
+                addresses.extend(ipaddress.ip_address(r.address) for r in rrset or ())
+            if not addresses:
+                log.warning("%s: SRV target %s has no address; skipped", asked, target)
+                return None
+        return RelayTarget(
+            priority=int(record.priority),  # type: ignore[attr-defined]
+            weight=int(record.weight),  # type: ignore[attr-defined]
+            port=int(record.port),  # type: ignore[attr-defined]
+            target=target.to_text(omit_final_dot=True),
+            addresses=tuple(addresses),
+            in_zone=in_zone,
+        )
+
+
+def _what(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> str:
+    return f"{name} {dns.rdatatype.to_text(rdtype)}"

@@ -14,81 +14,64 @@ import functools
 import ipaddress
 import json
 import logging
-import random
 import signal
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never, cast
 
 from altmesh import events as ev
 from altmesh.client import socks5
+from altmesh.client.activity import RecentErrors, RecordingEventLog
 from altmesh.client.dnssec import AltResolver, ResolveError, parse_trust_anchors
-from altmesh.config import Config, Forward, HostPort, RelayEndpoint, ServiceSettings
-from altmesh.keyfile import decode_public_key, encode_public_key, read_private_key
+from altmesh.client.humanize import human_bytes
+from altmesh.client.socks_replies import reply_for_error, reply_for_reset
+from altmesh.client.status_page import StatusPage
+from altmesh.client.uplink import ClientLinkState, Uplink
+from altmesh.config import Config, Forward, HostPort, ServiceSettings
+from altmesh.keyfile import encode_public_key, read_private_key
 from altmesh.net.link import LinkTransport
 from altmesh.net.stream import (
+    RESET_GIVEN_UP,
     RESET_PORT_REFUSED,
     RESET_TARGET_UNREACHABLE,
     E2EStream,
     StreamCounters,
+    abort_with_reset,
 )
 from altmesh.protocol import (
     EndToEndSession,
-    LinkConnection,
+    Event,
+    HandshakeComplete,
+    HandshakeTimeout,
+    LinkClosed,
+    MalformedRouteInfo,
+    PongReceived,
     ProtocolError,
+    Rekeyed,
+    ReorderWindow,
+    RouteInfoReceived,
+    SecurityNotice,
     StaticKeyPair,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    StreamWritable,
+    TimestampIssuer,
+    decode_stream_path,
     node_address,
+    route_info_type,
 )
-from altmesh.protocol import events as pev
+from altmesh.protocol.constants import RouteInfoType
 from altmesh.state import SqliteReplayStore, StateDB
 
 log = logging.getLogger("altmesh.client")
 
-LINK_ESTABLISH_TIMEOUT = 10.0
 STREAM_OPEN_TIMEOUT = 15.0
-PING_INTERVAL = 5.0
-
-
-class MonotonicWallclock:
-    """Wall-clock time that never repeats or goes back within this process.
-
-    Every end-to-end handshake carries a TAI64N timestamp and the far end refuses one that is not
-    newer than the last from our key, so two streams opened in the same microsecond must still
-    carry different, increasing timestamps.
-    """
-
-    def __init__(self) -> None:
-        self.last = 0.0
-
-    def __call__(self) -> float:
-        now = time.time()
-        if now <= self.last:
-            now = self.last + 1e-6
-        self.last = now
-        return now
-
-
-class Backoff:
-    """Exponential backoff with full jitter: the n-th retry waits uniform(low, min(high, low*2^n)).
-
-    Jitter spreads the reconnects of many clients after a relay restart over the whole window,
-    so they do not all hit the relay (and its handshake rate limit) at the same instant.
-    """
-
-    def __init__(self, low: float, high: float, rng: random.Random | None = None) -> None:
-        self.low = low
-        self.high = high
-        self.rng = rng or random.Random()
-        self.window = low
-
-    def next_delay(self) -> float:
-        delay = self.rng.uniform(self.low, self.window)
-        self.window = min(self.high, self.window * 2)
-        return delay
-
-    def reset(self) -> None:
-        self.window = self.low
+# Connections turned away because every SOCKS negotiation slot was taken are logged at most
+# this often (seconds), with their count: a flood does not become a flood of log lines.
+SOCKS_REFUSAL_REPORT_EVERY = 10.0
 
 
 class ClientNode:
@@ -119,10 +102,22 @@ class ClientNode:
         self.socks_listen = socks_listen or client.socks_listen if enable_socks else None
         self.control_path = client.control_socket
         self.link_cfg = config.link_config()
-        self.events = ev.SecurityEventLog(config.log.events_file, self.role)
+        self.events = RecordingEventLog(
+            config.log.events_file,
+            self.role,
+            aggregate_seconds=config.log.aggregate_seconds,
+            max_lines_per_second=config.log.max_events_per_second,
+            max_lines_burst=config.log.max_events_burst,
+        )
+        self.recent_errors = RecentErrors()
         self.state = StateDB(config.node.state_dir)
-        self.replay_store = SqliteReplayStore(self.state)
-        self.wallclock = MonotonicWallclock()
+        self.replay_store = SqliteReplayStore(
+            self.state, freshness_seconds=config.node.handshake_freshness_seconds
+        )
+        # Services share one reorder window over the store (every end-to-end session they answer).
+        self.replay_window = ReorderWindow(self.replay_store)
+        # Every handshake this node starts (link and end-to-end) takes its timestamp from here.
+        self.timestamps = TimestampIssuer(time.time)
         self.counters = StreamCounters()
         self.resolver: AltResolver | None = None
         if config.dns is not None:
@@ -133,14 +128,13 @@ class ClientNode:
                 config.dns.timeout_seconds,
             )
         self.known_keys: dict[ipaddress.IPv6Address, bytes] = {}
-        self.link: LinkTransport | None = None
-        self.link_state = "connecting"
-        self.relay: RelayEndpoint | None = None
-        self.rtt: float | None = None
-        self.connected_since: float | None = None
-        self.reconnects = 0
-        self.link_bytes_base = (0, 0)
-        self._link_changed = asyncio.Event()
+        self.uplink = Uplink(self, self.resolver)
+        self.status_page = (
+            StatusPage(client.status_page, self.page_status) if client.status_page else None
+        )
+        self.socks_gate = socks5.NegotiationGate(client.socks_max_negotiations)
+        self.socks_negotiation_timeout = client.socks_negotiation_timeout_seconds
+        self._socks_refusal_reported = -SOCKS_REFUSAL_REPORT_EVERY
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -152,10 +146,12 @@ class ClientNode:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
+        self.recent_errors.install()
         try:
             await self._start_listeners()
         except OSError as err:
             log.error("cannot listen: %s", err)
+            self.recent_errors.remove()
             return 2
         if self.service is not None:
             log.info(
@@ -167,22 +163,21 @@ class ClientNode:
                 self.service.name,
                 encode_public_key(self.keys[0].public),
             )
-        link_task = asyncio.create_task(self._keep_link())
-        ping_task = asyncio.create_task(self._ping_loop())
+        link_task = asyncio.create_task(self.uplink.run())
         await self._stopping.wait()
         log.info("stopping")
-        link_task.cancel()
-        ping_task.cancel()
         for server in self._servers:
             server.close()
         for stream in list(self.live_streams):
             stream.finish(reset=True, reason="client stopping")
-        if self.link is not None:
-            self.link.close("client stopping")
+        link_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link_task  # closes the links
         with contextlib.suppress(OSError):
             self.control_path.unlink()
         self.state.close()
         self.events.close()
+        self.recent_errors.remove()
         return 0
 
     async def _start_listeners(self) -> None:
@@ -204,140 +199,84 @@ class ClientNode:
         self.control_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.control_path.unlink()
+        if self.status_page is not None:
+            self._servers.append(await self.status_page.start())
         control = await asyncio.start_unix_server(self._serve_status, path=str(self.control_path))
         self.control_path.chmod(0o600)
         self._servers.append(control)
 
-    # ------------------------------------------------------------------ the link to a relay
-
-    async def _keep_link(self) -> None:
-        """Connect to a relay; on loss reconnect with exponential backoff and full jitter."""
-        client = self.config.client
-        assert client is not None
-        backoff = Backoff(client.reconnect_min_seconds, client.reconnect_max_seconds)
-        attempt = 0
-        while not self._stopping.is_set():
-            relay = self.config.relays[attempt % len(self.config.relays)]
-            attempt += 1
-            self.link_state = "connecting"
-            lost = await self._connect_once(relay)
-            if lost is None:  # never came up
-                self.link_state = "down"
-                sleep = backoff.next_delay()
-                log.info("link to %s failed; retrying in %.2fs", relay.address, sleep)
-                await asyncio.sleep(sleep)
-                continue
-            backoff.reset()
-            await lost.wait()
-            self.reconnects += 1
-            self.link_state = "down"
-            await asyncio.sleep(random.uniform(0, client.reconnect_min_seconds))
-
-    async def _connect_once(self, relay: RelayEndpoint) -> asyncio.Event | None:
-        loop = asyncio.get_running_loop()
-        conn = LinkConnection.initiator(
-            self.link_cfg, self.keys[0], decode_public_key(relay.public_key)
-        )
-        lost = asyncio.Event()
-        try:
-            _transport, link = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: LinkTransport(conn, self, is_initiator=True),
-                    relay.address.host,
-                    relay.address.port,
-                ),
-                LINK_ESTABLISH_TIMEOUT,
-            )
-            link.app["lost"] = lost
-            await asyncio.wait_for(asyncio.shield(link.established_waiter), LINK_ESTABLISH_TIMEOUT)
-        except (OSError, ConnectionError, TimeoutError) as err:
-            log.info("cannot reach relay %s: %s", relay.address, err or type(err).__name__)
-            return None
-        if link.closed:
-            return None
-        self.link = link
-        self.relay = relay
-        self.link_state = "established"
-        self.connected_since = time.time()
-        self._link_changed.set()
-        self._link_changed = asyncio.Event()
-        log.info("link to relay %s established", relay.address)
-        link.conn.ping(time.monotonic())
-        link.kick()
-        return lost
-
-    async def established_link(self) -> LinkTransport:
-        deadline = asyncio.get_running_loop().time() + LINK_ESTABLISH_TIMEOUT
-        while self.link is None or self.link.closed:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise ConnectionError("no link to a relay")
-            waiter = self._link_changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), remaining)
-        return self.link
-
-    async def _ping_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PING_INTERVAL)
-            link = self.link
-            if link is not None and not link.closed:
-                with contextlib.suppress(ProtocolError):
-                    link.conn.ping(time.monotonic())
-                    link.kick()
+    @property
+    def link(self) -> LinkTransport[ClientLinkState] | None:
+        """The link new streams go on (None while there is none)."""
+        return self.uplink.link
 
     # ------------------------------------------------------------------ LinkHandler
 
-    def link_event(self, link: LinkTransport, event: object) -> None:
-        streams: dict[int, E2EStream] = link.app.get("streams", {})
-        if isinstance(event, pev.StreamData):
-            stream = streams.get(event.stream_id)
-            if stream is not None:
-                stream.stream_data(event.data)
-        elif isinstance(event, pev.StreamWritable):
-            stream = streams.get(event.stream_id)
-            if stream is not None:
-                stream.stream_writable()
-        elif isinstance(event, pev.StreamEnded):
-            stream = streams.get(event.stream_id)
-            if stream is not None:
-                stream.stream_ended()
-        elif isinstance(event, pev.StreamReset):
-            stream = streams.get(event.stream_id)
-            if stream is not None:
-                stream.stream_reset(event.reason)
-        elif isinstance(event, pev.StreamOpened):
-            self._incoming_stream(link, event)
-        elif isinstance(event, pev.PongReceived):
-            self.rtt = event.rtt
-        elif isinstance(event, pev.Rekeyed):
-            self.events.emit(ev.REKEY, peer=link.peername, initiated_by_us=event.initiated_by_us)
-        elif isinstance(event, pev.SecurityNotice):
-            self.events.emit(
-                ev.PROTOCOL_VIOLATION, event.kind, peer=link.peername, detail=event.detail
-            )
-        elif isinstance(event, pev.LinkClosed):
-            link.close(f"relay closed the link: {event.reason}")
+    def link_event(self, link: LinkTransport[ClientLinkState], event: Event) -> None:
+        streams = link.app.streams
+        match event:
+            case StreamData(stream_id, data):
+                if (stream := streams.get(stream_id)) is not None:
+                    stream.stream_data(data)
+            case StreamWritable(stream_id):
+                if (stream := streams.get(stream_id)) is not None:
+                    stream.stream_writable()
+            case StreamEnded(stream_id):
+                if (stream := streams.get(stream_id)) is not None:
+                    stream.stream_ended()
+            case StreamReset(stream_id, code, reason):
+                if (stream := streams.get(stream_id)) is not None:
+                    stream.stream_reset(reason, code)
+            case StreamOpened():
+                self._incoming_stream(link, event)
+            case PongReceived(rtt):
+                self.uplink.pong(link, rtt)
+            case Rekeyed(initiated_by_us):
+                self.events.emit(ev.REKEY, peer=link.peername, initiated_by_us=initiated_by_us)
+            case SecurityNotice(kind, detail):
+                self.events.emit(ev.PROTOCOL_VIOLATION, kind, peer=link.peername, detail=detail)
+            case LinkClosed(reason):
+                link.close(f"relay closed the link: {reason}")
+            case HandshakeComplete():
+                pass  # _connect_once waits on the adapter's established_waiter
+            case RouteInfoReceived(payload):
+                self._route_info(link, payload)
+            case _:
+                assert_never(event)
 
-    def link_failed(self, link: LinkTransport, error: ProtocolError) -> None:
+    def _route_info(self, link: LinkTransport[ClientLinkState], payload: bytes) -> None:
+        """The relay's STREAM_PATH for one of our streams (other payloads are not for nodes)."""
+        if route_info_type(payload) != RouteInfoType.STREAM_PATH:
+            return
+        try:
+            path = decode_stream_path(payload)
+        except MalformedRouteInfo as error:
+            self.events.emit(
+                ev.PROTOCOL_VIOLATION, error.kind, peer=link.peername, detail=str(error)
+            )
+            return
+        stream = link.app.streams.get(path.stream_id)
+        if stream is not None:
+            stream.path = path
+            log.debug("stream %d path: %s", path.stream_id, " -> ".join(path.names()))
+
+    def link_failed(self, link: LinkTransport[ClientLinkState], error: ProtocolError) -> None:
         self.events.emit(
             ev.event_for_protocol_error(error), error.kind, peer=link.peername, detail=str(error)
         )
 
-    def link_writable(self, link: LinkTransport) -> None:
-        for stream in list(link.app.get("streams", {}).values()):
+    def link_writable(self, link: LinkTransport[ClientLinkState]) -> None:
+        for stream in list(link.app.streams.values()):
             stream.stream_writable()
 
-    def link_lost(self, link: LinkTransport, reason: str) -> None:
-        log.info("link %s lost: %s", link.peername, reason)
-        for stream in list(link.app.get("streams", {}).values()):
+    def link_lost(self, link: LinkTransport[ClientLinkState], reason: str) -> None:
+        # A link that never came up is the uplink's to report (once per relay, not per attempt),
+        # and a probe's short link is no news.
+        level = logging.INFO if link.app.joined else logging.DEBUG
+        log.log(level, "link %s lost: %s", link.peername, reason)
+        for stream in list(link.app.streams.values()):
             stream.link_lost()
-        if self.link is link:
-            self.link = None
-            self.link_state = "down"
-        lost = link.app.get("lost")
-        if isinstance(lost, asyncio.Event):
-            lost.set()
+        self.uplink.link_lost(link, reason)
 
     # ------------------------------------------------------------------ outgoing streams
 
@@ -365,12 +304,13 @@ class ClientNode:
 
     async def open_stream(self, stream: E2EStream, host: str, port: int) -> None:
         """Resolve, open a link stream and start the end-to-end handshake on it."""
+        await self.uplink.wait_for_link()  # no relay: fail at once, before asking DNS
         address, public_key = await self.lookup(host)
-        link = await self.established_link()
+        link = await self.uplink.wait_for_link()
         conn = link.conn
         stream_id = conn.open_stream(address, port)
         e2e = EndToEndSession.initiator(
-            self.config.network.name, self.keys[0], public_key, wallclock=self.wallclock
+            self.config.network.name, self.keys[0], public_key, timestamps=self.timestamps
         )
         stream.on_security = self._e2e_reporter(link, e2e)
         stream.attach(link, stream_id, e2e)
@@ -378,16 +318,19 @@ class ClientNode:
         stream.send_raw(e2e.start())
 
     def _e2e_reporter(
-        self, link: LinkTransport, e2e: EndToEndSession
+        self, link: LinkTransport[ClientLinkState], e2e: EndToEndSession
     ) -> Callable[[ProtocolError], None]:
         """Logs an end-to-end failure of one stream (handshake, decryption, truncation)."""
 
         def report(error: ProtocolError) -> None:
+            peer_key = encode_public_key(e2e.remote_static) if e2e.remote_static else None
             self.events.emit(
                 ev.event_for_protocol_error(error, during_handshake=e2e.remote_static is None),
                 error.kind,
+                # Every stream comes through the one relay link: group by the far end's key.
+                source=f"{link.peername} {peer_key}" if peer_key else None,
                 peer=link.peername,
-                peer_key=encode_public_key(e2e.remote_static) if e2e.remote_static else None,
+                peer_key=peer_key,
                 detail=f"end-to-end: {error}",
             )
 
@@ -395,10 +338,13 @@ class ClientNode:
 
     def stream_done(self, stream: E2EStream) -> None:
         self.live_streams.discard(stream)
+        link = stream.link
+        if link is not None:
+            self.uplink.streams_changed(cast(LinkTransport[ClientLinkState], link))
 
     # ------------------------------------------------------------------ incoming streams
 
-    def _incoming_stream(self, link: LinkTransport, event: pev.StreamOpened) -> None:
+    def _incoming_stream(self, link: LinkTransport[ClientLinkState], event: StreamOpened) -> None:
         service = self.service
         if service is None or service.target is None:
             link.conn.reset_stream(event.stream_id, RESET_PORT_REFUSED, "no service here")
@@ -413,12 +359,15 @@ class ClientNode:
             self.config.network.name,
             self.keys,
             authorize=lambda _key: True,
-            replay_store=self.replay_store,
+            replay_window=self.replay_window,
         )
         stream = ServiceStream(self, service.target)
         stream.on_security = self._e2e_reporter(link, e2e)
         stream.attach(link, event.stream_id, e2e)
         self.live_streams.add(stream)
+        # A stream whose client never completes the end-to-end handshake must not hold one of
+        # the link's stream slots (and the relay's) for ever.
+        stream.arm_handshake_deadline(self.link_cfg.handshake_timeout)
 
     # ------------------------------------------------------------------ status
 
@@ -426,19 +375,18 @@ class ClientNode:
         link = self.link
         stats: dict[str, Any] = {}
         if link is not None:
-            raw = link.conn.stats
-            stats = {k: v for k, v in vars(raw).items()} if hasattr(raw, "__dict__") else {}
+            stats = dict(vars(link.conn.stats))
         return {
             "role": self.role,
             "address": str(self.address),
             "public_key": encode_public_key(self.keys[0].public),
-            "link_state": self.link_state,
-            "relay": str(self.relay.address) if self.relay else None,
-            "relay_key": self.relay.public_key if self.relay else None,
-            "rtt_ms": round(self.rtt * 1000, 3) if self.rtt is not None else None,
-            "connected_since": self.connected_since,
-            "reconnects": self.reconnects,
+            **self.uplink.status(),
             "streams_open": self.counters.streams_open,
+            "streams": [
+                {"stream_id": stream.stream_id, "path": list(stream.path.names())}
+                for stream in self.live_streams
+                if stream.path is not None and not stream.finished
+            ],
             "streams_total": self.counters.streams_total,
             "bytes_in": self.counters.bytes_in,
             "bytes_out": self.counters.bytes_out,
@@ -448,14 +396,87 @@ class ClientNode:
             "service": self.service.name if self.service else None,
         }
 
+    def page_status(self) -> dict[str, Any]:
+        """What the status page shows: the status, the streams, and what went wrong lately."""
+        status = self.status()
+        service = self.service
+        status.update(
+            bytes_in_text=human_bytes(self.counters.bytes_in),
+            bytes_out_text=human_bytes(self.counters.bytes_out),
+            open_streams=[self._describe(stream) for stream in self._open_streams()],
+            service_detail=None
+            if service is None
+            else {
+                "name": service.name,
+                "target": str(service.target),
+                "ports": list(service.ports),
+            },
+            errors=list(self.recent_errors.records),
+            security_events=list(self.events.recent),
+        )
+        return status
+
+    def _open_streams(self) -> list[E2EStream]:
+        streams = [stream for stream in self.live_streams if not stream.finished]
+        return sorted(streams, key=lambda stream: stream.stream_id)
+
+    def _describe(self, stream: E2EStream) -> dict[str, Any]:
+        link = cast(LinkTransport[ClientLinkState] | None, stream.link)
+        relay = None
+        if link is not None:
+            with contextlib.suppress(KeyError):
+                relay = self.uplink.selector.state(link.app.relay_key).candidate.name
+        if isinstance(stream, _ClientStream):
+            kind = stream.kind
+            peer = stream.destination
+            state = "open" if stream.open else "opening"
+        else:
+            kind = "service"
+            remote = stream.e2e.remote_static if stream.e2e is not None else None
+            peer = str(node_address(self.config.network.prefix, remote)) if remote else "?"
+            state = "open" if stream.open else "handshake"
+        return {
+            "stream_id": stream.stream_id,
+            "kind": kind,
+            "peer": peer,
+            "state": state,
+            "path": [relay] if relay is not None else [],
+            "bytes_in": stream.received,
+            "bytes_out": stream.sent,
+            "bytes_in_text": human_bytes(stream.received),
+            "bytes_out_text": human_bytes(stream.sent),
+        }
+
+    def control_status(self) -> dict[str, Any]:
+        """The status for `altmesh status` (the control socket is the owner's only)."""
+        status = self.status()
+        page = self.status_page
+        status["status_page"] = None if page is None else page.url
+        status["status_page_login"] = None if page is None else page.url_with_token
+        return status
+
     async def _serve_status(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
-            writer.write(json.dumps(self.status()).encode() + b"\n")
+            writer.write(json.dumps(self.control_status()).encode() + b"\n")
             await writer.drain()
         finally:
             writer.close()
+
+    def socks_refused(self) -> None:
+        """A SOCKS connection found every negotiation slot taken (it was closed)."""
+        now = time.monotonic()
+        if now - self._socks_refusal_reported < SOCKS_REFUSAL_REPORT_EVERY:
+            return
+        self._socks_refusal_reported = now
+        log.warning(
+            "SOCKS5: closed %d new connection(s): %d negotiations are under way, the most "
+            "client.socks_max_negotiations allows (each gets %g s)",
+            self.socks_gate.take_refused(),
+            self.socks_gate.active,
+            self.socks_negotiation_timeout,
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -467,16 +488,6 @@ class ClientNode:
 # ---------------------------------------------------------------------- local stream kinds
 
 
-def _socks_code_for(error: BaseException) -> int:
-    if isinstance(error, ResolveError):
-        if error.kind == "not_allowed":
-            return socks5.REP_NOT_ALLOWED
-        return socks5.REP_HOST_UNREACHABLE
-    if isinstance(error, ConnectionError | TimeoutError):
-        return socks5.REP_NETWORK_UNREACHABLE
-    return socks5.REP_GENERAL_FAILURE
-
-
 class _ClientStream(E2EStream):
     """A user's connection (SOCKS or forward) that becomes a stream to a `.alt` service."""
 
@@ -485,8 +496,16 @@ class _ClientStream(E2EStream):
         self.node = node
         self._pending_plain = b""
         self._open_timer: asyncio.TimerHandle | None = None
+        self._destination = "?"
+
+    kind = "client"
+
+    @property
+    def destination(self) -> str:
+        return self._destination
 
     def connect_to(self, host: str, port: int) -> None:
+        self._destination = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._update_local_reading()  # not open yet: the local socket is paused
         task = self.node.spawn(self.node.open_stream(self, host, port))
         task.add_done_callback(self._opened)
@@ -500,7 +519,7 @@ class _ClientStream(E2EStream):
         error = task.exception()
         if error is not None:
             log.info("cannot open stream: %s", error)
-            self.refuse(_socks_code_for(error), str(error))
+            self.refuse(reply_for_error(error), str(error))
 
     def _open_timed_out(self) -> None:
         if not self.open and not self.finished:
@@ -508,6 +527,7 @@ class _ClientStream(E2EStream):
 
     def refuse(self, code: int, reason: str) -> None:
         """The stream could not be opened; tell the user (SOCKS reply) and close."""
+        log.warning("stream refused: %s", reason)
         if self._open_timer is not None:
             self._open_timer.cancel()
         if self.local is not None and not self.local.is_closing():
@@ -522,24 +542,67 @@ class _ClientStream(E2EStream):
             self.queue_plaintext(data)
         self.start_flowing()
 
-    def stream_reset(self, reason: str) -> None:
+    def stream_reset(self, reason: str, code: int = RESET_GIVEN_UP) -> None:
         if not self.open:
-            self.refuse(socks5.REP_HOST_UNREACHABLE, reason)
-        super().stream_reset(reason)
+            reply, meaning = reply_for_reset(code)
+            self.refuse(reply, f"{meaning} (reset code {code}: {reason})")  # one line, WARNING
+        elif not self.finished:
+            # An open stream cut by its path (a relay restarted, a link lost): what the user
+            # sees as a reset connection, with the cause.
+            log.info("stream reset (reset code %d: %s)", code, reason)
+        super().stream_reset(reason, code)
 
 
 class SocksStream(_ClientStream):
     """RFC 1928 server side: no-auth, CONNECT to `.alt` names or network IPv6 addresses."""
 
+    kind = "socks"
+
     def __init__(self, node: ClientNode) -> None:
         super().__init__(node)
         self._buffer = b""
         self._phase = "greeting"
+        self._negotiating = False
+        self._negotiation_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self.node.socks_gate.enter():
+            self.node.socks_refused()
+            self._phase = "refused"
+            cast(asyncio.Transport, transport).abort()
+            return
+        self._negotiating = True
+        timeout = self.node.socks_negotiation_timeout
+        self._negotiation_timer = asyncio.get_running_loop().call_later(
+            timeout, self._negotiation_timed_out
+        )
+
+    def _negotiation_done(self) -> None:
+        if self._negotiating:
+            self._negotiating = False
+            self.node.socks_gate.leave()
+        if self._negotiation_timer is not None:
+            self._negotiation_timer.cancel()
+            self._negotiation_timer = None
+
+    def _negotiation_timed_out(self) -> None:
+        self._negotiation_timer = None
+        log.debug("SOCKS connection closed: no request within the negotiation timeout")
+        self._negotiation_done()
+        if self.local is not None and not self.local.is_closing():
+            self.local.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._negotiation_done()
+        super().connection_lost(exc)
 
     def early_data(self, data: bytes) -> None:
         if self._phase == "waiting":
             self._pending_plain += data  # pipelined before our reply
             return
+        if not self._negotiating:
+            return  # refused or timed out: the connection is closing
         self._buffer += data
         try:
             if self._phase == "greeting":
@@ -552,6 +615,7 @@ class SocksStream(_ClientStream):
                 assert self.local is not None
                 self.local.write(socks5.method_reply(method))
                 if method == socks5.METHOD_NONE_ACCEPTABLE:
+                    self._negotiation_done()
                     self.local.close()
                     return
                 self._phase = "request"
@@ -563,9 +627,11 @@ class SocksStream(_ClientStream):
                 self._pending_plain = self._buffer[used:]
                 self._buffer = b""
                 self._phase = "waiting"
+                self._negotiation_done()
                 self.connect_to(connect.host, connect.port)
         except socks5.SocksError as error:
             log.info("SOCKS request refused: %s", error)
+            self._negotiation_done()
             if self.local is not None:
                 if self._phase == "request":
                     self.local.write(socks5.reply(error.reply))
@@ -593,6 +659,8 @@ class SocksStream(_ClientStream):
 class ForwardStream(_ClientStream):
     """A connection to a local forward port: a stream to the forward's fixed name and port."""
 
+    kind = "forward"
+
     def __init__(self, node: ClientNode, forward: Forward) -> None:
         super().__init__(node)
         self.forward = forward
@@ -604,6 +672,12 @@ class ForwardStream(_ClientStream):
     def early_data(self, data: bytes) -> None:
         self._pending_plain += data
 
+    def refuse(self, code: int, reason: str) -> None:
+        # No reply to give on a forward: a reset, so the user never sees a clean empty close.
+        if self.local is not None and not self.local.is_closing():
+            abort_with_reset(self.local)
+        super().refuse(code, reason)
+
 
 class ServiceStream(E2EStream):
     """A stream arriving at a service: e2e handshake first, then connect to the local target."""
@@ -613,6 +687,25 @@ class ServiceStream(E2EStream):
         self.node = node
         self.target = target
         self._connecting = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def arm_handshake_deadline(self, seconds: float) -> None:
+        """Reset the stream unless its end-to-end handshake completes within `seconds`."""
+        self._deadline = asyncio.get_running_loop().call_later(seconds, self._handshake_expired)
+
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        if self.finished or self._connecting:
+            return
+        self.e2e_failed(
+            HandshakeTimeout("no end-to-end handshake completed within the handshake timeout")
+        )
+
+    def finish(self, reset: bool, code: int = 0, reason: str = "") -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().finish(reset, code, reason)
 
     def handshake_done(self) -> bool:
         # The responder knows the client's key once the first handshake message is in; its reply

@@ -29,6 +29,33 @@ REP_COMMAND_NOT_SUPPORTED = 0x07
 REP_ADDRESS_TYPE_NOT_SUPPORTED = 0x08
 
 
+class NegotiationGate:
+    """At most `limit` SOCKS negotiations (greeting and request, before the reply) at once.
+
+    A connection that finds every slot taken is closed at once; refusals are counted so the node
+    can say how many it turned away without one log line per connection.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self.refused = 0  # since the last report
+
+    def enter(self) -> bool:
+        if self.active >= self.limit:
+            self.refused += 1
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+    def take_refused(self) -> int:
+        refused, self.refused = self.refused, 0
+        return refused
+
+
 class SocksError(Exception):
     """A request we refuse; `reply` is the RFC 1928 REP code to send before closing."""
 

@@ -20,19 +20,22 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
-from altmesh.net.link import LinkTransport
-from altmesh.protocol import EndToEndSession, ProtocolError
+from altmesh.net.link import LinkTransport, flush_kicked_after
+from altmesh.protocol import EndToEndSession, LinkNotEstablished, ProtocolError, StreamPath
+from altmesh.protocol.constants import ResetCode
 
 log = logging.getLogger(__name__)
 
 # Stop reading the local socket while this much ciphertext waits for credit.
 LOCAL_READ_PAUSE_BYTES = 256 * 1024
-RESET_LOCAL_CLOSED = 1
-RESET_E2E_FAILED = 2
-RESET_TARGET_UNREACHABLE = 3
-RESET_PORT_REFUSED = 4
+# The end nodes' RESET codes (altmesh.protocol.constants.ResetCode, docs/protocol.md 6.1).
+RESET_GIVEN_UP = ResetCode.GIVEN_UP
+RESET_LOCAL_CLOSED = ResetCode.LOCAL_CLOSED
+RESET_E2E_FAILED = ResetCode.E2E_FAILED
+RESET_TARGET_UNREACHABLE = ResetCode.TARGET_UNREACHABLE
+RESET_PORT_REFUSED = ResetCode.PORT_REFUSED
 
 
 # SO_LINGER on with a zero timeout: close() sends RST instead of FIN.
@@ -47,6 +50,13 @@ def abort_with_reset(transport: asyncio.Transport) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
     transport.abort()
+
+
+class CarriesStreams(Protocol):
+    """Per-link application state of a node whose links carry E2EStreams: the streams by id."""
+
+    @property
+    def streams(self) -> dict[int, E2EStream]: ...
 
 
 class StreamCounters:
@@ -67,7 +77,7 @@ class E2EStream(asyncio.Protocol):
         self.on_done = on_done
         self.on_security: Callable[[ProtocolError], None] | None = None
         self.local: asyncio.Transport | None = None
-        self.link: LinkTransport | None = None
+        self.link: LinkTransport[CarriesStreams] | None = None
         self.stream_id = -1
         self.e2e: EndToEndSession | None = None
         self.open = False  # e2e established and local side connected: plaintext flows
@@ -83,29 +93,37 @@ class E2EStream(asyncio.Protocol):
         self._unacked = 0
         self._early_plaintext: list[bytes] = []
         self._e2e_up = False
+        # The relays that carry the stream, as the first relay reported them (STREAM_PATH).
+        self.path: StreamPath | None = None
+        self.sent = 0  # plaintext bytes of this stream, for status
+        self.received = 0
 
     # ---------------------------------------------------------------- binding to a link stream
 
-    def attach(self, link: LinkTransport, stream_id: int, e2e: EndToEndSession) -> None:
+    def attach(
+        self, link: LinkTransport[CarriesStreams], stream_id: int, e2e: EndToEndSession
+    ) -> None:
         self.link = link
         self.stream_id = stream_id
         self.e2e = e2e
-        streams: dict[int, E2EStream] = link.app.setdefault("streams", {})
-        streams[stream_id] = self
+        link.app.streams[stream_id] = self
         self.counters.streams_open += 1
         self.counters.streams_total += 1
 
     def send_raw(self, data: bytes) -> None:
-        """Queue bytes (already e2e ciphertext or handshake) for the link stream."""
+        """Queue bytes (already e2e ciphertext or handshake) for the link stream; the link is
+        written right after, not at the loop's next pass (a handshake message is on the path of
+        every new stream)."""
         if data:
             self._out.append(data)
             self._out_bytes += len(data)
-            self._pump()
+            flush_kicked_after(self._pump)
 
     def queue_plaintext(self, data: bytes) -> None:
         """Encrypt local bytes and queue them (sent by the next `_pump`)."""
         assert self.e2e is not None
         self.counters.bytes_out += len(data)
+        self.sent += len(data)
         ciphertext = self.e2e.encrypt(data)
         self._out.append(ciphertext)
         self._out_bytes += len(ciphertext)
@@ -138,7 +156,7 @@ class E2EStream(asyncio.Protocol):
             if not out and self._local_eof and not self._fin_sent and self.open:
                 conn.end_stream(sid)
                 self._fin_sent = True
-        except ProtocolError as error:
+        except LinkNotEstablished as error:  # the link is ending: link_lost follows
             log.debug("stream %d send failed: %s", sid, error)
             self.finish(reset=False)
             return
@@ -180,6 +198,7 @@ class E2EStream(asyncio.Protocol):
                 local.write(chunk)
                 size += len(chunk)
             self.counters.bytes_in += size
+            self.received += size
         if self._local_write_paused:
             self._unacked += len(data)
         else:
@@ -188,10 +207,7 @@ class E2EStream(asyncio.Protocol):
     def _acknowledge(self, nbytes: int) -> None:
         link = self.link
         if nbytes and link is not None and not link.closed and not self.finished:
-            try:
-                link.conn.acknowledge(self.stream_id, nbytes)
-            except ProtocolError:
-                return
+            link.conn.acknowledge(self.stream_id, nbytes)
             link.kick()
 
     def stream_writable(self) -> None:
@@ -212,8 +228,8 @@ class E2EStream(asyncio.Protocol):
                 self.local.close()
         self._maybe_done()
 
-    def stream_reset(self, reason: str) -> None:
-        log.debug("stream %d reset by peer: %s", self.stream_id, reason)
+    def stream_reset(self, reason: str, code: int = RESET_GIVEN_UP) -> None:
+        log.debug("stream %d reset by peer (code %d): %s", self.stream_id, code, reason)
         self.finish(reset=False)
 
     def link_lost(self) -> None:
@@ -247,6 +263,7 @@ class E2EStream(asyncio.Protocol):
         for chunk in self._early_plaintext:
             self.local.write(chunk)
             self.counters.bytes_in += len(chunk)
+            self.received += len(chunk)
         self._early_plaintext.clear()
         # The far end may have finished its direction before we connected.
         if self._fin_received and not self.finished and self.local.can_write_eof():
@@ -259,14 +276,15 @@ class E2EStream(asyncio.Protocol):
         if self._close_queued:  # cannot happen: asyncio reads nothing after end of file
             return
         self.queue_plaintext(data)
-        self._pump()
+        # The link is written right after, not at the loop's next pass (net/link.py).
+        flush_kicked_after(self._pump)
 
     def early_data(self, data: bytes) -> None:
         """Bytes from the local socket before the stream is open (SOCKS negotiation)."""
 
     def eof_received(self) -> bool:
         self._local_eof = True
-        self._pump()
+        flush_kicked_after(self._pump)
         return True  # keep the local socket open for the other direction
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -288,19 +306,18 @@ class E2EStream(asyncio.Protocol):
         if self._fin_sent and self._fin_received and not self.finished:
             self.finish(reset=False)
 
-    def finish(self, reset: bool, code: int = 0, reason: str = "") -> None:
+    def finish(self, reset: bool, code: int = RESET_GIVEN_UP, reason: str = "") -> None:
         if self.finished:
             return
         self.finished = True
         link = self.link
         if link is not None:
-            streams = link.app.get("streams", {})
+            streams = link.app.streams
             if streams.get(self.stream_id) is self:
                 del streams[self.stream_id]
                 self.counters.streams_open -= 1
             if reset and not link.closed:
-                with contextlib.suppress(ProtocolError):
-                    link.conn.reset_stream(self.stream_id, code, reason)
+                link.conn.reset_stream(self.stream_id, code, reason)
                 link.kick()
         if self.local is not None and not self.local.is_closing():
             if reset or not self._fin_received:

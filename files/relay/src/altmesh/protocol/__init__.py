@@ -1,7 +1,9 @@
 """The altmesh protocol core, sans-IO: handshakes, records, streams, flow control, rekeying.
 
-No sockets, asyncio, threads, files or clocks here: bytes and time go in, bytes and events come
-out. docs/protocol.md is the normative specification of everything on the wire.
+No sockets, asyncio, threads, files, clocks or module-level state here: bytes and time go in,
+bytes and events come out; what must persist between calls lives in objects the owner creates
+(links, sessions, a TimestampIssuer, a ReorderWindow). docs/protocol.md is the normative
+specification of everything on the wire.
 """
 
 from altmesh.protocol import events
@@ -19,6 +21,7 @@ from altmesh.protocol.e2e import EndToEndSession
 from altmesh.protocol.errors import (
     AddressMismatch,
     BadLength,
+    ControlFlood,
     DecryptError,
     EndToEndTruncated,
     FlowControlError,
@@ -26,15 +29,22 @@ from altmesh.protocol.errors import (
     HandshakeDecryptError,
     HandshakeError,
     HandshakeTimeout,
+    InvalidArgument,
     KeyRefused,
-    LinkClosedError,
+    LinkNotEstablished,
+    LocalProtocolError,
+    LocalStateError,
     MalformedRecord,
+    MalformedRouteInfo,
+    NonceSpaceExhausted,
     Oversize,
     PeerTimeout,
     ProtocolError,
     RekeyError,
     ReplayedHandshake,
     SessionExpired,
+    StoreUnavailable,
+    StreamLimitReached,
     StreamStateError,
     Truncated,
     TruncatedHandshake,
@@ -56,9 +66,17 @@ from altmesh.protocol.events import (
     StreamWritable,
 )
 from altmesh.protocol.keys import StaticKeyPair, decode_key, encode_key
+from altmesh.protocol.limits import ControlLimits, RecordLimit
 from altmesh.protocol.link import LinkConfig, LinkConnection, LinkStats
-from altmesh.protocol.replay import MemoryReplayStore, ReplayStore
-from altmesh.protocol.tai64n import parse_tai64n, tai64n
+from altmesh.protocol.replay import MemoryReplayStore, ReorderWindow, ReplayStore
+from altmesh.protocol.stream_path import (
+    PathHop,
+    StreamPath,
+    decode_stream_path,
+    encode_stream_path,
+    route_info_type,
+)
+from altmesh.protocol.tai64n import TimestampIssuer, parse_tai64n, tai64n
 
 __all__ = [
     "MAX_MESSAGE_LEN",
@@ -70,6 +88,8 @@ __all__ = [
     "REKEY_AFTER_TIME",
     "AddressMismatch",
     "BadLength",
+    "ControlFlood",
+    "ControlLimits",
     "DecryptError",
     "EndToEndSession",
     "EndToEndTruncated",
@@ -80,42 +100,57 @@ __all__ = [
     "HandshakeDecryptError",
     "HandshakeError",
     "HandshakeTimeout",
+    "InvalidArgument",
     "KeyRefused",
     "LinkClosed",
-    "LinkClosedError",
     "LinkConfig",
     "LinkConnection",
+    "LinkNotEstablished",
     "LinkStats",
+    "LocalProtocolError",
+    "LocalStateError",
     "MalformedRecord",
+    "MalformedRouteInfo",
     "MemoryReplayStore",
+    "NonceSpaceExhausted",
     "Oversize",
+    "PathHop",
     "PeerTimeout",
     "PongReceived",
     "ProtocolError",
+    "RecordLimit",
     "RekeyError",
     "Rekeyed",
+    "ReorderWindow",
     "ReplayStore",
     "ReplayedHandshake",
     "RouteInfoReceived",
     "SecurityNotice",
     "SessionExpired",
     "StaticKeyPair",
+    "StoreUnavailable",
     "StreamData",
     "StreamEnded",
+    "StreamLimitReached",
     "StreamOpened",
+    "StreamPath",
     "StreamReset",
     "StreamStateError",
     "StreamWritable",
+    "TimestampIssuer",
     "Truncated",
     "TruncatedHandshake",
     "UnknownRecordType",
     "VersionMismatch",
     "address_matches",
     "decode_key",
+    "decode_stream_path",
     "encode_key",
+    "encode_stream_path",
     "events",
     "network_prefix",
     "node_address",
     "parse_tai64n",
+    "route_info_type",
     "tai64n",
 ]

@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 
 from altmesh.protocol.constants import ADDRESS_HASH_LABEL, ADDRESS_PREFIX_LEN, KEY_LEN
+from altmesh.protocol.errors import InvalidArgument
 
 _ULA = ipaddress.IPv6Network("fd00::/8")
 
@@ -19,25 +20,27 @@ def network_prefix(text: str) -> ipaddress.IPv6Network:
     try:
         prefix = ipaddress.IPv6Network(text.strip(), strict=True)
     except ValueError as error:
-        raise ValueError(f"prefix {text!r} is not an IPv6 network: {error}") from None
+        raise InvalidArgument(f"prefix {text!r} is not an IPv6 network: {error}") from None
     if prefix.prefixlen != ADDRESS_PREFIX_LEN:
-        raise ValueError(f"prefix {text!r} must be a /48, not a /{prefix.prefixlen}")
+        raise InvalidArgument(f"prefix {text!r} must be a /48, not a /{prefix.prefixlen}")
     if not prefix.subnet_of(_ULA):
-        raise ValueError(f"prefix {text!r} is not an RFC 4193 ULA prefix (must be inside fd00::/8)")
+        raise InvalidArgument(
+            f"prefix {text!r} is not an RFC 4193 ULA prefix (must be inside fd00::/8)"
+        )
     return prefix
 
 
 def address_suffix(public_key: bytes) -> bytes:
     """The 80-bit interface part of a key's address: BLAKE2s-256(label || key)[:10]."""
     if len(public_key) != KEY_LEN:
-        raise ValueError(f"a public key is {KEY_LEN} bytes, got {len(public_key)}")
+        raise InvalidArgument(f"a public key is {KEY_LEN} bytes, got {len(public_key)}")
     return hashlib.blake2s(ADDRESS_HASH_LABEL + public_key).digest()[:10]
 
 
 def node_address(prefix: ipaddress.IPv6Network, public_key: bytes) -> ipaddress.IPv6Address:
     """The address of `public_key` in the network with this /48 prefix."""
     if prefix.prefixlen != ADDRESS_PREFIX_LEN:
-        raise ValueError(f"prefix must be a /48, not a /{prefix.prefixlen}")
+        raise InvalidArgument(f"prefix must be a /48, not a /{prefix.prefixlen}")
     return ipaddress.IPv6Address(prefix.network_address.packed[:6] + address_suffix(public_key))
 
 
@@ -47,5 +50,5 @@ def address_matches(
     """Whether `address` is the address of `public_key` in this network."""
     try:
         return node_address(prefix, public_key) == address
-    except ValueError:
+    except InvalidArgument:
         return False

@@ -22,6 +22,8 @@ MAX_MESSAGE_LEN: Final = 65535
 TAG_LEN: Final = 16
 MAX_PLAINTEXT_LEN: Final = MAX_MESSAGE_LEN - TAG_LEN  # 65519
 KEY_LEN: Final = 32
+# Noise transport counters: 2^64 - 1 is reserved, so a key seals at most that many messages.
+MAX_NONCE: Final = 2**64 - 1
 
 # Handshake payloads (plaintext inside the Noise handshake messages).
 TAI64N_LEN: Final = 12
@@ -72,6 +74,8 @@ MAX_STREAM_ID: Final = 2**32 - 1
 MAX_DATA_PER_RECORD: Final = MAX_PLAINTEXT_LEN - RECORD_HEADER_LEN - STREAM_ID_LEN  # 65512
 MAX_REASON_LEN: Final = 512
 MAX_ROUTE_INFO_LEN: Final = MAX_PLAINTEXT_LEN - RECORD_HEADER_LEN
+# A ROUTE_INFO payload starts with this version byte, then one of RouteInfoType.
+ROUTE_INFO_VERSION: Final = 1
 PING_ID_LEN: Final = 8
 MAX_UNANSWERED_PINGS: Final = 16  # our PINGs we remember
 MAX_UNSENT_PONGS: Final = 16  # the peer's PINGs we answer between two writes
@@ -92,14 +96,53 @@ class RecordType:
     REKEY_REPLY: Final = 0x0A
     REKEY_SWITCH: Final = 0x0B
     CLOSE: Final = 0x0C
+    RELAY_OPEN: Final = 0x0D  # OPEN with a hop limit: only between relays (mesh forwarding)
 
 
-# Reset codes 0xFF00..0xFFFF belong to the core; applications use 0x0000..0xFEFF.
+class RouteInfoType:
+    """The second byte of a ROUTE_INFO payload: what the payload is."""
+
+    ANNOUNCEMENTS: Final = 1  # the routing engine's link-state announcements, between relays
+    STREAM_PATH: Final = 2  # relay -> node: the relays that carry one of the node's streams
+
+
+# Reset codes 0xFF00..0xFFFF belong to the core; applications use 0x0000..0xFEFF (ResetCode).
 RESET_FLOW_CONTROL: Final = 0xFF01
 RESET_CANCELLED: Final = 0xFF02
+CORE_RESET_CODES: Final = 0xFF00  # the first code of the core's range
+
+
+class ResetCode:
+    """The RESET codes the reference relay, client and service send (docs/protocol.md, 6.1).
+
+    0..15 are sent by the end nodes of a stream, 16..31 by relays. A relay passes a code it
+    receives from one half of a routed stream on to the other half unchanged, so the client
+    sees the service's own code, however many relays are on the path.
+    """
+
+    GIVEN_UP: Final = 0  # the client gave the stream up (opening failed or timed out, stopping)
+    LOCAL_CLOSED: Final = 1  # the local TCP connection closed before the stream ended
+    E2E_FAILED: Final = 2  # the stream's end-to-end session failed (the reason names the kind)
+    TARGET_UNREACHABLE: Final = 3  # the service's target did not accept the connection
+    PORT_REFUSED: Final = 4  # no service here, or the port is not published
+    NO_ROUTE: Final = 16  # no relay announces the destination address (unknown destination)
+    LINK_LOST: Final = 17  # a link of the path was lost (a relay or the destination went away)
+    UNREACHABLE: Final = 18  # the destination is announced, but no path leads to it now
+    HOP_LIMIT: Final = 19  # the stream would cross more relay links than its hop limit allows
+    NEXT_HOP_BUSY: Final = 20  # the next link of the path cannot take another stream now
+    PATH_FAULT: Final = 21  # a link of the path reset the stream for a protocol fault (0xFFxx)
+    RELAY_LIMIT: Final = 22  # a relay's limits: its fair share of streams, or its buffer budget
+
+
+# RELAY_OPEN's hop limit: how many more relay links the stream may cross after this one.
+MAX_HOPS_LEFT: Final = 255
 DEFAULT_LINK_WINDOW: Final = 2 * DEFAULT_MAX_STREAMS * DEFAULT_STREAM_WINDOW  # 512 MiB ceiling
 # End-to-end handshakes of many streams may reach a service slightly out of order (different
 # streams, relay scheduling): a timestamp up to this much older than the newest accepted one is
 # still accepted once (remembered in memory), see replay.ReorderWindow.
 E2E_REORDER_WINDOW: Final = 10.0
 E2E_REORDER_KEYS: Final = 10_000
+# A responder with a freshness window refuses handshake timestamps more than this far from its
+# wall clock (older or newer), so it may forget every key whose last accepted timestamp is older:
+# the replay store stays bounded (docs/protocol.md section 4.5).
+HANDSHAKE_FRESHNESS: Final = 300.0

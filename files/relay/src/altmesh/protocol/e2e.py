@@ -10,13 +10,14 @@ plaintext, sealed like any other message), and a receiver treats the stream's FI
 before it as truncation (`EndToEndTruncated`). FIN itself is a link record that every relay on
 the path can forge, so without CLOSE a relay could cut a stream short and the application would
 take the shortened bytes for the whole.
+
+An end-to-end session reads no time: it has no timers (it is not rekeyed; the link below is),
+and the timestamp of its handshake comes from the node's `TimestampIssuer`.
 """
 
 from __future__ import annotations
 
 import struct
-import time
-import weakref
 from collections.abc import Callable, Sequence
 
 from altmesh.protocol import constants as C
@@ -25,11 +26,14 @@ from altmesh.protocol.errors import (
     EndToEndTruncated,
     HandshakeError,
     KeyRefused,
+    LocalStateError,
     ProtocolError,
     ReplayedHandshake,
+    StoreUnavailable,
     StreamStateError,
     VersionMismatch,
 )
+from altmesh.protocol.framing import FrameReader, frame, length_prefix
 from altmesh.protocol.handshake import (
     InitiatorHandshake,
     ResponderHandshake,
@@ -37,29 +41,12 @@ from altmesh.protocol.handshake import (
     prologue,
 )
 from altmesh.protocol.keys import StaticKeyPair
-from altmesh.protocol.replay import ReorderWindow, ReplayStore
-from altmesh.protocol.tai64n import next_timestamp
+from altmesh.protocol.replay import ReorderWindow
+from altmesh.protocol.tai64n import TimestampIssuer
 from altmesh.protocol.transport import TransportCipher
 
 _INIT_PAYLOAD = struct.Struct(f">BB{C.TAI64N_LEN}s")
 _RESPONSE_PAYLOAD = struct.Struct(">BB")
-
-# One reorder window per replay store: every session a node answers shares it.
-_windows: weakref.WeakKeyDictionary[object, ReorderWindow] = weakref.WeakKeyDictionary()
-_fallback_windows: dict[int, ReorderWindow] = {}
-
-
-def _window_for(store: ReplayStore) -> ReorderWindow:
-    try:
-        window = _windows.get(store)
-        if window is None:
-            window = ReorderWindow(C.E2E_REORDER_WINDOW, C.E2E_REORDER_KEYS)
-            _windows[store] = window
-        return window
-    except TypeError:  # not weak-referenceable
-        return _fallback_windows.setdefault(
-            id(store), ReorderWindow(C.E2E_REORDER_WINDOW, C.E2E_REORDER_KEYS)
-        )
 
 
 def _check_version(version: int, flags: int) -> None:
@@ -72,7 +59,12 @@ def _check_version(version: int, flags: int) -> None:
 
 
 class EndToEndSession:
-    """One end of an end-to-end session."""
+    """One end of an end-to-end session.
+
+    What the peer sent raises ProtocolErrors (after one, the session is dead); calls that do not
+    fit the session's state (encrypting before the handshake or after CLOSE, feeding a dead
+    session) raise LocalStateError.
+    """
 
     def __init__(
         self,
@@ -81,17 +73,17 @@ class EndToEndSession:
         initiator: InitiatorHandshake | None,
         responder: ResponderHandshake | None,
         authorize: Callable[[bytes], bool] | None,
-        replay_store: ReplayStore | None,
-        wallclock: Callable[[], float],
+        replay_window: ReorderWindow | None,
+        timestamps: TimestampIssuer | None,
     ) -> None:
         """Use `initiator()` or `responder()`."""
         self.network = network
         self._initiator = initiator
         self._responder = responder
         self._authorize = authorize
-        self._replay_store = replay_store
-        self._wallclock = wallclock
-        self._inbound = bytearray()
+        self._replay_window = replay_window
+        self._timestamps = timestamps
+        self._frames = FrameReader()
         self._output = bytearray()
         self._send: TransportCipher | None = None
         self._receive: TransportCipher | None = None
@@ -111,7 +103,7 @@ class EndToEndSession:
         local: StaticKeyPair,
         remote_public: bytes,
         *,
-        wallclock: Callable[[], float] = time.time,
+        timestamps: TimestampIssuer,
         ephemeral_private: bytes | None = None,
     ) -> EndToEndSession:
         """The client side; `remote_public` is the service's key (from DNS)."""
@@ -126,8 +118,8 @@ class EndToEndSession:
             initiator=handshake,
             responder=None,
             authorize=None,
-            replay_store=None,
-            wallclock=wallclock,
+            replay_window=None,
+            timestamps=timestamps,
         )
 
     @classmethod
@@ -137,114 +129,103 @@ class EndToEndSession:
         local_keys: Sequence[StaticKeyPair],
         *,
         authorize: Callable[[bytes], bool],
-        replay_store: ReplayStore,
-        wallclock: Callable[[], float] = time.time,
+        replay_window: ReorderWindow,
     ) -> EndToEndSession:
-        """The service side; `authorize(client_key)` may refuse clients (KeyRefused)."""
+        """The service side; `authorize(client_key)` may refuse clients (KeyRefused). Every
+        session a service answers shares its one `replay_window`."""
         handshake = ResponderHandshake(prologue(C.E2E_PROLOGUE_LABEL, network), local_keys)
         return cls(
             network,
             initiator=None,
             responder=handshake,
             authorize=authorize,
-            replay_store=replay_store,
-            wallclock=wallclock,
+            replay_window=replay_window,
+            timestamps=None,
         )
 
     def start(self) -> bytes:
         """The initiator's first bytes (framed handshake message 1)."""
-        if self._initiator is None or self._started:
-            raise StreamStateError("start() is for a new initiator only")
+        if self._initiator is None or self._timestamps is None or self._started:
+            raise LocalStateError("start() is for a new initiator only")
         self._started = True
-        payload = _INIT_PAYLOAD.pack(C.PROTOCOL_VERSION, 0, next_timestamp(self._wallclock))
-        return _frame(self._initiator.write_init(payload))
+        payload = _INIT_PAYLOAD.pack(C.PROTOCOL_VERSION, 0, self._timestamps.next())
+        return frame(self._initiator.write_init(payload))
 
     def receive(self, data: bytes) -> list[bytes]:
         """Feed stream bytes; returns the plaintext chunks they completed. Raises ProtocolError
-        (after which the session is dead: later calls raise StreamStateError)."""
+        (after which the session is dead: later calls raise LocalStateError)."""
         if self._failed:
-            raise StreamStateError("end-to-end session failed earlier")
+            raise LocalStateError("end-to-end session failed earlier")
+        if self._initiator is not None and not self._started:
+            raise LocalStateError("initiator received data before start()")
         chunks: list[bytes] = []
+
+        def on_frame(message: memoryview) -> bool:
+            self._receive_frame(message, chunks)
+            return True
+
         try:
-            if self._inbound:
-                self._inbound += data
-                consumed = self._receive_frames(self._inbound, chunks)
-                del self._inbound[:consumed]
-            else:  # no partial frame waiting: parse `data` in place
-                consumed = self._receive_frames(data, chunks)
-                if consumed < len(data):
-                    self._inbound = bytearray(data[consumed:])
-        except ProtocolError:
+            self._frames.feed(data, self._check_length, on_frame)
+        except (ProtocolError, StoreUnavailable):
             self._failed = True
             self._send = self._receive = None
             raise
         return chunks
 
-    def _receive_frames(self, source: bytes | bytearray, chunks: list[bytes]) -> int:
-        view = memoryview(source)
-        offset = 0
-        end = len(source)
-        while end - offset >= C.LENGTH_PREFIX_LEN:
-            length = (source[offset] << 8) | source[offset + 1]
-            self._check_length(length)
-            frame_end = offset + C.LENGTH_PREFIX_LEN + length
-            if frame_end > end:
-                break
-            frame = view[offset + C.LENGTH_PREFIX_LEN : frame_end]
-            offset = frame_end
-            if self._receive is not None:
-                if self._close_received:
-                    raise StreamStateError("end-to-end message after the peer's CLOSE")
-                plaintext = self._receive.decrypt(frame)
-                if plaintext:
-                    chunks.append(plaintext)
-                else:  # the empty plaintext is CLOSE: the peer's authenticated end
-                    self._close_received = True
-            elif self._responder is not None:
-                self._receive_init(bytes(frame))
-            else:
-                self._receive_response(bytes(frame))
-        return offset
+    def _receive_frame(self, message: memoryview, chunks: list[bytes]) -> None:
+        if self._receive is not None:
+            if self._close_received:
+                raise StreamStateError("end-to-end message after the peer's CLOSE")
+            plaintext = self._receive.decrypt(message)
+            if plaintext:
+                chunks.append(plaintext)
+            else:  # the empty plaintext is CLOSE: the peer's authenticated end
+                self._close_received = True
+        elif self._responder is not None:
+            self._receive_init(bytes(message))
+        else:
+            self._receive_response(bytes(message))
 
     def encrypt(self, plaintext: bytes) -> bytes:
         """Framed ciphertext of `plaintext` (split into messages of at most 65519 bytes)."""
-        if self._send is None:
-            raise StreamStateError("end-to-end session not established (or failed)")
-        if self._close_sent:
-            raise StreamStateError("end-to-end session already sent CLOSE")
-        send = self._send
+        send = self._sendable()
         parts: list[bytes] = []
         view = memoryview(plaintext)
         step = C.MAX_PLAINTEXT_LEN
         for offset in range(0, len(plaintext), step):
             ciphertext = send.encrypt(view[offset : offset + step])
-            parts.append(len(ciphertext).to_bytes(2, "big"))
+            parts.append(length_prefix(len(ciphertext)))
             parts.append(ciphertext)
         return b"".join(parts)
 
     def close(self) -> bytes:
         """Framed CLOSE: our direction ends here. Send it, after all data, before the stream's
         FIN; the peer refuses a FIN without it (truncation). `encrypt` may not be used after."""
-        if self._send is None:
-            raise StreamStateError("end-to-end session not established (or failed)")
-        if self._close_sent:
-            raise StreamStateError("end-to-end session already sent CLOSE")
+        send = self._sendable()
         self._close_sent = True
-        return _frame(self._send.encrypt(b""))
+        return frame(send.encrypt(b""))
+
+    def _sendable(self) -> TransportCipher:
+        if self._send is None:
+            raise LocalStateError("end-to-end session not established (or failed)")
+        if self._close_sent:
+            raise LocalStateError("end-to-end session already sent CLOSE")
+        return self._send
 
     def receive_end(self) -> None:
         """The stream's FIN arrived: the peer's direction ended. Raises EndToEndTruncated unless
         the peer's CLOSE came first and no partial message is left (the session is then dead,
         as after any ProtocolError from `receive`)."""
         if self._failed:
-            raise StreamStateError("end-to-end session failed earlier")
-        if self._close_received and not self._inbound:
+            raise LocalStateError("end-to-end session failed earlier")
+        partial = self._frames.buffered
+        if self._close_received and not partial:
             return
         self._failed = True
         self._send = self._receive = None
-        if self._inbound:
+        if partial:
             raise EndToEndTruncated(
-                f"stream ended inside an end-to-end message ({len(self._inbound)} bytes of it)"
+                f"stream ended inside an end-to-end message ({partial} bytes of it)"
             )
         raise EndToEndTruncated("stream ended without the end-to-end CLOSE")
 
@@ -279,8 +260,6 @@ class EndToEndSession:
         elif self._responder is not None:
             check_message_length(length, C.E2E_HANDSHAKE_INIT_LEN, "end-to-end handshake message 1")
         else:
-            if not self._started:
-                raise StreamStateError("initiator received data before start()")
             check_message_length(
                 length, C.E2E_HANDSHAKE_RESPONSE_LEN, "end-to-end handshake message 2"
             )
@@ -295,17 +274,16 @@ class EndToEndSession:
             raise HandshakeError(f"end-to-end payload 1 must be {_INIT_PAYLOAD.size} bytes")
         version, flags, timestamp = _INIT_PAYLOAD.unpack(payload)
         _check_version(version, flags)
-        assert self._authorize is not None and self._replay_store is not None
+        assert self._authorize is not None and self._replay_window is not None
         if not self._authorize(remote):
             raise KeyRefused("the client's static key is not allowed to use this service")
-        window = _window_for(self._replay_store)
-        if not window.check_and_record(self._replay_store, remote, timestamp):
+        if not self._replay_window.check_and_record(remote, timestamp):
             raise ReplayedHandshake("end-to-end handshake timestamp replayed or too old")
         reply, keys = responder.write_response(_RESPONSE_PAYLOAD.pack(C.PROTOCOL_VERSION, 0))
-        self._output += _frame(reply)
+        self._output += frame(reply)
         self._remote_static = remote
-        self._send = TransportCipher(keys.send_key, 0.0, 0)
-        self._receive = TransportCipher(keys.receive_key, 0.0, 0)
+        self._send = TransportCipher(keys.send_key, 0)
+        self._receive = TransportCipher(keys.receive_key, 0)
         self._proven = True
 
     def _receive_response(self, message: bytes) -> None:
@@ -315,10 +293,6 @@ class EndToEndSession:
         if len(payload) != _RESPONSE_PAYLOAD.size:
             raise HandshakeError(f"end-to-end payload 2 must be {_RESPONSE_PAYLOAD.size} bytes")
         _check_version(*_RESPONSE_PAYLOAD.unpack(payload))
-        self._send = TransportCipher(keys.send_key, 0.0, 0)
-        self._receive = TransportCipher(keys.receive_key, 0.0, 0)
+        self._send = TransportCipher(keys.send_key, 0)
+        self._receive = TransportCipher(keys.receive_key, 0)
         self._proven = True
-
-
-def _frame(message: bytes) -> bytes:
-    return len(message).to_bytes(2, "big") + message

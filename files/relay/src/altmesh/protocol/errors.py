@@ -1,7 +1,13 @@
-"""Typed protocol errors. `kind` is a stable snake_case reason, used verbatim in security events.
+"""Typed errors of the core, in two families that never mix (h11's distinction).
 
-Every fault in peer input raises exactly one of these; any other exception from peer input is a
-bug (the fuzz targets check this). The message says what was wrong; it never holds key material.
+- `ProtocolError`: a fault in what the *peer* sent. Every fault in peer input raises exactly one
+  of these; any other exception from peer input is a bug (the fuzz targets check this). `kind` is
+  a stable snake_case reason, used verbatim in security events.
+- `LocalProtocolError`: a mistake of the *local application* (a bad argument, sending on a stream
+  it ended, using a link that is not established) or a request the link cannot grant now (the
+  peer's stream limit). It says nothing about the peer and is never a security event.
+
+Messages say what was wrong; they never hold key material.
 """
 
 from __future__ import annotations
@@ -107,6 +113,12 @@ class MalformedRecord(ProtocolError):
     kind = "malformed_record"
 
 
+class MalformedRouteInfo(ProtocolError):
+    """A ROUTE_INFO payload meant for this node does not match its layout (STREAM_PATH)."""
+
+    kind = "route_info_malformed"
+
+
 class FlowControlError(ProtocolError):
     """The peer sent beyond its credit, or opened more streams than allowed."""
 
@@ -138,13 +150,74 @@ class SessionExpired(ProtocolError):
     kind = "session_expired"
 
 
+class ControlFlood(ProtocolError):
+    """The peer sent more records of one kind than the link's limits allow (docs/protocol.md
+    section 9): PINGs, unsolicited PONGs, rekeys, OPEN/RESET churn, or records that change
+    nothing (for finished streams, empty, tiny WINDOWs)."""
+
+    kind = "control_flood"
+
+
 class PeerTimeout(ProtocolError):
     """Nothing arrived from the peer for longer than the idle timeout."""
 
     kind = "peer_timeout"
 
 
-class LinkClosedError(ProtocolError):
-    """The link is closed or failed; nothing more can be sent or received on it."""
+# ---------------------------------------------------------------------------- local errors
 
-    kind = "link_closed"
+
+class LocalProtocolError(Exception):
+    """Base of every mistake of the local application; never raised because of peer input."""
+
+    kind: str = "local_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(LocalProtocolError, ValueError):
+    """An argument is outside what the protocol allows (a port, a key length, a window size).
+
+    Also a ValueError, so code that validates settings can catch either.
+    """
+
+    kind = "invalid_argument"
+
+
+class LocalStateError(LocalProtocolError):
+    """The call does not fit the state of the stream or session (data after our own FIN, a
+    stream id never opened, encrypting before an end-to-end session is established)."""
+
+    kind = "local_state"
+
+
+class LinkNotEstablished(LocalStateError):
+    """The link is not established: the handshake is not complete, or the link was closed or
+    failed. An application can meet it in a race with the link's end; it then drops the call."""
+
+    kind = "link_not_established"
+
+
+class StreamLimitReached(LocalProtocolError):
+    """No stream can be opened now: the peer's limit of open streams is reached (one must end
+    first), or this link used up its stream ids (a new link is needed)."""
+
+    kind = "stream_limit"
+
+
+class StoreUnavailable(LocalProtocolError):
+    """The replay store could not record an accepted handshake timestamp (a full disk, an I/O
+    error): the handshake is refused, because accepting it unrecorded would let it be replayed
+    after a restart. A fault of this node, not of the peer."""
+
+    kind = "store_unavailable"
+
+
+class NonceSpaceExhausted(LocalProtocolError):
+    """A key has sealed 2^64 - 1 messages, the most Noise allows: nothing more can be sent under
+    it. Links rekey long before (reject_after_messages); an end-to-end session needs a new
+    stream."""
+
+    kind = "nonce_exhausted"

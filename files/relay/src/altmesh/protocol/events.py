@@ -16,11 +16,16 @@ class HandshakeComplete:
 
 @dataclass(frozen=True)
 class StreamOpened:
-    """The peer opened stream `stream_id` towards `destination` (a node address) and `port`."""
+    """The peer opened stream `stream_id` towards `destination` (a node address) and `port`.
+
+    `hops_left` is None for an OPEN; for a RELAY_OPEN (sent only between relays) it is how many
+    more relay links the stream may cross after this one.
+    """
 
     stream_id: int
     destination: ipaddress.IPv6Address
     port: int
+    hops_left: int | None = None
 
 
 @dataclass(frozen=True)

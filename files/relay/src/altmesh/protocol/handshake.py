@@ -31,6 +31,8 @@ from altmesh.protocol.constants import (
 from altmesh.protocol.errors import (
     HandshakeDecryptError,
     HandshakeError,
+    InvalidArgument,
+    LocalStateError,
     Oversize,
     TruncatedHandshake,
     VersionMismatch,
@@ -49,7 +51,7 @@ def prologue(label: bytes, network: str) -> bytes:
     """label || version (1 byte) || len(network) (1 byte) || network name (UTF-8)."""
     name = network.encode("utf-8")
     if not 1 <= len(name) <= MAX_NETWORK_NAME_LEN:
-        raise ValueError(f"network name must be 1..{MAX_NETWORK_NAME_LEN} bytes of UTF-8")
+        raise InvalidArgument(f"network name must be 1..{MAX_NETWORK_NAME_LEN} bytes of UTF-8")
     return label + bytes((PROTOCOL_VERSION, len(name))) + name
 
 
@@ -165,7 +167,7 @@ class InitiatorHandshake:
         ephemeral_private: bytes | None = None,
     ) -> None:
         if len(remote_public) != KEY_LEN:
-            raise ValueError(f"remote public key must be {KEY_LEN} bytes")
+            raise InvalidArgument(f"remote public key must be {KEY_LEN} bytes")
         self.local = local
         self.remote_public = remote_public
         self._connection = _new_connection(prologue_bytes, local)
@@ -201,7 +203,7 @@ class ResponderHandshake:
         ephemeral_private: bytes | None = None,
     ) -> None:
         if not local_keys:
-            raise ValueError("a responder needs at least one static key")
+            raise InvalidArgument("a responder needs at least one static key")
         self._prologue = prologue_bytes
         self._local_keys = tuple(local_keys)
         self._ephemeral_private = ephemeral_private
@@ -234,6 +236,6 @@ class ResponderHandshake:
 
     def write_response(self, payload: bytes) -> tuple[bytes, SessionKeys]:
         if self._connection is None:
-            raise HandshakeError("write_response before a valid message 1")
+            raise LocalStateError("write_response before a valid message 1")
         message = bytes(self._connection.write_message(payload))
         return message, _keys(self._connection, initiator=False)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from altmesh.protocol.constants import KEY_LEN
+from altmesh.protocol.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class StaticKeyPair:
 
     @classmethod
     def from_private(cls, private: bytes) -> StaticKeyPair:
-        """The key pair of a 32-byte private key (ValueError otherwise)."""
+        """The key pair of a 32-byte private key (InvalidArgument otherwise)."""
         if len(private) != KEY_LEN:
-            raise ValueError(f"a private key is {KEY_LEN} bytes, got {len(private)}")
+            raise InvalidArgument(f"a private key is {KEY_LEN} bytes, got {len(private)}")
         public = (
             X25519PrivateKey.from_private_bytes(private)
             .public_key()
@@ -48,19 +49,19 @@ class StaticKeyPair:
 def encode_key(key: bytes) -> str:
     """Standard base64 (with padding) of a 32-byte key."""
     if len(key) != KEY_LEN:
-        raise ValueError(f"a key is {KEY_LEN} bytes, got {len(key)}")
+        raise InvalidArgument(f"a key is {KEY_LEN} bytes, got {len(key)}")
     return base64.b64encode(key).decode("ascii")
 
 
 def decode_key(text: str) -> bytes:
-    """The 32 bytes of a base64 key; ValueError saying what is wrong otherwise."""
+    """The 32 bytes of a base64 key; InvalidArgument (a ValueError) saying what is wrong if not."""
     cleaned = text.strip()
     try:
         key = base64.b64decode(cleaned.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as error:
-        raise ValueError(f"key is not valid base64: {error}") from None
+        raise InvalidArgument(f"key is not valid base64: {error}") from None
     if len(key) != KEY_LEN:
-        raise ValueError(
+        raise InvalidArgument(
             f"key must decode to {KEY_LEN} bytes (44 base64 characters), got {len(key)} bytes"
         )
     return key

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from altmesh.protocol import constants as C
+from altmesh.protocol.errors import InvalidArgument
 from altmesh.protocol.handshake import prologue
+from altmesh.protocol.limits import ControlLimits
 
 
 @dataclass
@@ -30,27 +32,31 @@ class LinkConfig:
     stream_window: int = C.DEFAULT_STREAM_WINDOW
     # Streams the peer may hold open at once on this link.
     max_streams: int = C.DEFAULT_MAX_STREAMS
+    # How many records of each control kind the peer may send (protocol/limits.py).
+    control_limits: ControlLimits = field(default_factory=ControlLimits)
 
     def __post_init__(self) -> None:
         prologue(C.LINK_PROLOGUE_LABEL, self.network)  # validates the name
         if self.prefix.prefixlen != C.ADDRESS_PREFIX_LEN:
-            raise ValueError(f"prefix must be a /48, not a /{self.prefix.prefixlen}")
+            raise InvalidArgument(f"prefix must be a /48, not a /{self.prefix.prefixlen}")
         if not 0 < self.rekey_after_time < self.reject_after_time:
-            raise ValueError("need 0 < rekey_after_time < reject_after_time")
+            raise InvalidArgument("need 0 < rekey_after_time < reject_after_time")
         if not 0 < self.rekey_after_messages < self.reject_after_messages:
-            raise ValueError("need 0 < rekey_after_messages < reject_after_messages")
+            raise InvalidArgument("need 0 < rekey_after_messages < reject_after_messages")
+        if self.reject_after_messages > C.MAX_NONCE:
+            raise InvalidArgument(f"reject_after_messages must be at most {C.MAX_NONCE}")
         if self.keepalive_interval <= 0:
-            raise ValueError("keepalive_interval must be positive")
+            raise InvalidArgument("keepalive_interval must be positive")
         if self.idle_timeout is not None and self.idle_timeout <= self.keepalive_interval:
-            raise ValueError("idle_timeout must be longer than keepalive_interval")
+            raise InvalidArgument("idle_timeout must be longer than keepalive_interval")
         if self.handshake_timeout <= 0:
-            raise ValueError("handshake_timeout must be positive")
+            raise InvalidArgument("handshake_timeout must be positive")
         if not 1 <= self.stream_window <= C.MAX_STREAM_WINDOW:
-            raise ValueError(f"stream_window must be 1..{C.MAX_STREAM_WINDOW}")
+            raise InvalidArgument(f"stream_window must be 1..{C.MAX_STREAM_WINDOW}")
         if not 1 <= self.max_streams <= C.MAX_STREAMS_LIMIT:
-            raise ValueError(f"max_streams must be 1..{C.MAX_STREAMS_LIMIT}")
+            raise InvalidArgument(f"max_streams must be 1..{C.MAX_STREAMS_LIMIT}")
         if self.link_window < 2 * self.stream_window:
-            raise ValueError("link_window must hold at least two stream windows")
+            raise InvalidArgument("link_window must hold at least two stream windows")
 
     @property
     def effective_idle_timeout(self) -> float:
@@ -78,5 +84,6 @@ class LinkStats:
     rekeys: int = 0
     streams_open: int = 0
     streams_total: int = 0
+    records_in: int = 0  # records received (the work a peer made us do, with messages_in)
     last_rtt: float | None = None
     key_epoch: int = 0

@@ -13,17 +13,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from altmesh.protocol.constants import (
+    MAX_HOPS_LEFT,
     MAX_REASON_LEN,
     MAX_ROUTE_INFO_LEN,
     PING_ID_LEN,
     RECORD_HEADER_LEN,
     RecordType,
 )
-from altmesh.protocol.errors import MalformedRecord, Truncated, UnknownRecordType
+from altmesh.protocol.errors import (
+    InvalidArgument,
+    MalformedRecord,
+    Truncated,
+    UnknownRecordType,
+)
 
 _HEADER = struct.Struct(">BH")
 _STREAM_ID = struct.Struct(">I")
 _OPEN = struct.Struct(">I16sH")
+_RELAY_OPEN = struct.Struct(">I16sHB")
 _RESET_HEAD = struct.Struct(">IH")
 _WINDOW = struct.Struct(">II")
 _EPOCH = struct.Struct(">I")
@@ -34,6 +41,16 @@ class OpenRecord:
     stream_id: int
     destination: ipaddress.IPv6Address
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOpenRecord:
+    """OPEN between two relays: also how many more relay links the stream may cross."""
+
+    stream_id: int
+    destination: ipaddress.IPv6Address
+    port: int
+    hops_left: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +127,7 @@ Record = (
     | RekeyReplyRecord
     | RekeySwitchRecord
     | CloseRecord
+    | RelayOpenRecord
 )
 
 
@@ -137,6 +155,11 @@ def encode(record: Record) -> bytes:
             return data_header(stream_id, len(data)) + data
         case OpenRecord(stream_id, destination, port):
             return _record(RecordType.OPEN, _OPEN.pack(stream_id, destination.packed, port))
+        case RelayOpenRecord(stream_id, destination, port, hops_left):
+            if not 0 <= hops_left <= MAX_HOPS_LEFT:
+                raise InvalidArgument(f"hops_left {hops_left} outside 0..{MAX_HOPS_LEFT}")
+            body = _RELAY_OPEN.pack(stream_id, destination.packed, port, hops_left)
+            return _record(RecordType.RELAY_OPEN, body)
         case FinRecord(stream_id):
             return _record(RecordType.FIN, _STREAM_ID.pack(stream_id))
         case ResetRecord(stream_id, code, reason):
@@ -150,7 +173,7 @@ def encode(record: Record) -> bytes:
             return _record(RecordType.PONG, ping_id)
         case RouteInfoRecord(payload):
             if len(payload) > MAX_ROUTE_INFO_LEN:
-                raise ValueError(f"route info is at most {MAX_ROUTE_INFO_LEN} bytes")
+                raise InvalidArgument(f"route info is at most {MAX_ROUTE_INFO_LEN} bytes")
             return _record(RecordType.ROUTE_INFO, payload)
         case RekeyInitRecord(epoch, message):
             return _record(RecordType.REKEY_INIT, _EPOCH.pack(epoch) + message)
@@ -160,7 +183,7 @@ def encode(record: Record) -> bytes:
             return _record(RecordType.REKEY_SWITCH, _EPOCH.pack(epoch))
         case CloseRecord(reason):
             return _record(RecordType.CLOSE, _reason_bytes(reason))
-    raise TypeError(f"not a record: {record!r}")
+    raise InvalidArgument(f"not a record: {record!r}")
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -257,6 +280,15 @@ def decode_record(record_type: int, body: memoryview) -> Record:
         return RekeySwitchRecord(_EPOCH.unpack(body)[0])
     if record_type == RecordType.CLOSE:
         return CloseRecord(_text(body, "CLOSE reason"))
+    if record_type == RecordType.RELAY_OPEN:
+        _exact(body, _RELAY_OPEN.size, "RELAY_OPEN")
+        stream_id, destination, port, hops_left = _RELAY_OPEN.unpack(body)
+        return RelayOpenRecord(
+            _nonzero_stream(stream_id, "RELAY_OPEN"),
+            ipaddress.IPv6Address(destination),
+            port,
+            hops_left,
+        )
     raise UnknownRecordType(f"unknown record type 0x{record_type:02x}")
 
 

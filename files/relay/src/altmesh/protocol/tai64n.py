@@ -11,7 +11,7 @@ import struct
 from collections.abc import Callable
 
 from altmesh.protocol.constants import TAI64_BASE, TAI64N_LEN
-from altmesh.protocol.errors import HandshakeError
+from altmesh.protocol.errors import InvalidArgument
 
 _TAI64N = struct.Struct(">QI")
 
@@ -24,36 +24,42 @@ def tai64n(wall_time: float) -> bytes:
 
 
 def parse_tai64n(label: bytes) -> float:
-    """The Unix time of a TAI64N label; HandshakeError if it is not one."""
+    """The Unix time of a TAI64N label; InvalidArgument if it is not one."""
     if len(label) != TAI64N_LEN:
-        raise HandshakeError(f"a TAI64N timestamp is {TAI64N_LEN} bytes, got {len(label)}")
+        raise InvalidArgument(f"a TAI64N timestamp is {TAI64N_LEN} bytes, got {len(label)}")
     seconds: int
     nanoseconds: int
     seconds, nanoseconds = _TAI64N.unpack(label)
     if nanoseconds >= 1_000_000_000 or seconds < TAI64_BASE - (1 << 61):
-        raise HandshakeError("malformed TAI64N timestamp")
+        raise InvalidArgument("malformed TAI64N timestamp")
     return float(seconds - TAI64_BASE) + nanoseconds / 1e9
 
 
-class _IssuedTimestamps:
-    """The last label this process put in a handshake.
+class TimestampIssuer:
+    """The TAI64N labels one node puts in the handshakes it starts: its wall clock's time, made
+    strictly increasing.
 
-    Process-wide on purpose: two handshakes started in the same clock tick (many streams opened at
-    once, each with its own end-to-end session) must still carry different, increasing
-    timestamps, or the responder would refuse the second as a replay.
+    A responder refuses a timestamp that is not newer than the last one it accepted from the
+    same key, so two handshakes started in the same clock tick (many streams opened at once, each
+    with its own end-to-end session), or after the clock stepped back, must still carry
+    increasing labels. The node creates one issuer and passes it to every link and end-to-end
+    session it starts; `wallclock` returns Unix seconds (for example `time.time`).
     """
 
-    last = b""
+    __slots__ = ("_last", "_wallclock")
 
+    def __init__(self, wallclock: Callable[[], float]) -> None:
+        self._wallclock = wallclock
+        self._last = b""
 
-def next_timestamp(wallclock: Callable[[], float]) -> bytes:
-    """A TAI64N label of the wall clock, strictly greater than any this process issued before."""
-    label = tai64n(wallclock())
-    if label <= _IssuedTimestamps.last:
-        seconds, nanoseconds = _TAI64N.unpack(_IssuedTimestamps.last)
-        nanoseconds += 1
-        if nanoseconds >= 1_000_000_000:
-            seconds, nanoseconds = seconds + 1, 0
-        label = _TAI64N.pack(seconds, nanoseconds)
-    _IssuedTimestamps.last = label
-    return label
+    def next(self) -> bytes:
+        """A label of the wall clock now, strictly greater than any this issuer gave before."""
+        label = tai64n(self._wallclock())
+        if label <= self._last:
+            seconds, nanoseconds = _TAI64N.unpack(self._last)
+            nanoseconds += 1
+            if nanoseconds >= 1_000_000_000:
+                seconds, nanoseconds = seconds + 1, 0
+            label = _TAI64N.pack(seconds, nanoseconds)
+        self._last = label
+        return label

@@ -11,33 +11,39 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from altmesh.protocol.errors import DecryptError
+from altmesh.protocol.constants import MAX_NONCE
+from altmesh.protocol.errors import DecryptError, NonceSpaceExhausted
 
 _NONCE = struct.Struct("<4xQ")
-MAX_COUNTER = 2**64 - 1  # Noise reserves 2^64-1
 
 
 class TransportCipher:
-    """One direction of one session: a key, its counter and when it was made."""
+    """One direction of one session: a key and its counter. `epoch` names the key in errors
+    (a link's rekey count; 0 for end-to-end sessions)."""
 
-    __slots__ = ("_aead", "counter", "created", "epoch")
+    __slots__ = ("_aead", "counter", "epoch")
 
-    def __init__(self, key: bytes, created: float, epoch: int) -> None:
+    def __init__(self, key: bytes, epoch: int) -> None:
         self._aead = ChaCha20Poly1305(key)
         self.counter = 0
-        self.created = created
         self.epoch = epoch
 
     def encrypt(self, plaintext: bytes | memoryview) -> bytes:
-        if self.counter >= MAX_COUNTER:
-            raise DecryptError("nonce space exhausted")
+        """The next message. NonceSpaceExhausted (ours to avoid, never the peer's doing) once
+        2^64 - 1 messages were sealed."""
+        if self.counter >= MAX_NONCE:
+            raise NonceSpaceExhausted(
+                f"key of epoch {self.epoch} sealed {self.counter} messages, the most Noise allows"
+            )
         nonce = _NONCE.pack(self.counter)
         self.counter += 1
         return self._aead.encrypt(nonce, plaintext, None)
 
     def decrypt(self, ciphertext: bytes | memoryview) -> bytes:
-        if self.counter >= MAX_COUNTER:
-            raise DecryptError("nonce space exhausted")
+        """The plaintext of the peer's next message; DecryptError if it fails authentication
+        or the peer went past the last counter."""
+        if self.counter >= MAX_NONCE:
+            raise DecryptError(f"peer sent more than {MAX_NONCE} messages under one key")
         try:
             plaintext = self._aead.decrypt(_NONCE.pack(self.counter), ciphertext, None)
         except InvalidTag:

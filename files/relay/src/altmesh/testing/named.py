@@ -4,7 +4,7 @@
                            tsig_keys={"dashboard": secret}, update_key="dashboard") as named:
         dns.query.udp(query, named.address, port=named.port)
 
-Why it is built the way it is (see FACTS.md, "BIND 9.18"):
+Why it is built the way it is (behaviour of BIND 9.18 as packaged in Debian 12):
 - `recursion no;` and no root hints, so named never tries to reach the internet's root servers.
 - Two `named` can share one port silently (SO_REUSEPORT), so the ports are checked free first by
   binding them without SO_REUSEPORT, and `.stop()` waits on the PID rather than trusting

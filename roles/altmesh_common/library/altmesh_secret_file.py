@@ -6,12 +6,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: bind_alt_secret_file
+module: altmesh_secret_file
 short_description: Write a secret into a file on the host
 description:
-  - Used to hand the primary's zone-transfer TSIG key to secondaries. The content arrives as a
-    no_log module argument (over SSH with pipelining it travels on stdin), is compared with the
-    file and written atomically only when it differs. Neither the content nor a diff is returned.
+  - Hands a secret read on one host to another through the controller's memory only, e.g. the
+    primary's zone-transfer TSIG key to secondaries, the dashboard's TSIG key and read-only rndc
+    key to the dashboard host, a relay token made on the dashboard to its relay. The content
+    arrives as a no_log module argument (over SSH with pipelining it travels on stdin), is compared
+    with the file and written atomically only when it differs. Neither the content nor a diff is
+    returned.
+  - One implementation for every altmesh role (roles/altmesh_common/library; the bind_alt role
+    links to it).
 options:
   path: {description: File to write, type: path, required: true}
   content: {description: The secret text, type: str, required: true, no_log: true}

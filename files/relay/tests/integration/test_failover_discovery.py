@@ -1,0 +1,92 @@
+"""Relay discovery kept up to date, with real processes: the network's DNS-SD relay set changes
+while a client and a service run (a relay published, another withdrawn, by signed DNS UPDATEs
+as the dashboard sends them), and both nodes read the set again every `dns_refresh_seconds`.
+
+    client ──> a (priority 10, bootstrap in [[relays]]) <── data.alt service
+               b (20): published at start, withdrawn later
+               c (30): running from the start, published later
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from . import helpers
+from .test_failover import Failover, failover_net, relay_set_records
+
+REFRESH = 10.0  # the smallest dns_refresh_seconds allowed; the node adds up to 10 % jitter
+# One refresh (with its jitter), the probe of the new relay, the signer and the load: a node
+# that did not refresh at all would never see the change.
+SEEN_WITHIN = 2 * REFRESH
+
+
+@pytest.fixture
+def changing(tmp_path: Path) -> Iterator[Failover]:
+    options = f"dns_refresh_seconds = {REFRESH}\ncandidate_probe_seconds = 1\n"
+    with failover_net(tmp_path, options, published=("a", "b")) as net:
+        yield net
+
+
+def update_relay_set(net: Failover, publish: str, withdraw: str) -> None:
+    """One signed DNS UPDATE: `publish` joins the relay set, `withdraw` leaves it."""
+    keyring = dns.tsigkeyring.from_text({"updater": net.named.tsig_keys["updater"]})
+    update = dns.update.UpdateMessage(
+        "alt.", keyring=keyring, keyname="updater", keyalgorithm=net.named.tsig_algorithm
+    )
+    node, port, _proc = net.relays[publish]
+    for line in relay_set_records({publish: (node, port)}):
+        name, ttl, _class, rdtype, rdata = line.split(maxsplit=4)
+        update.add(name, int(ttl), rdtype, rdata)
+    update.delete("_altmesh._tcp", "PTR", f"{withdraw}._altmesh._tcp.alt.")
+    update.delete(f"{withdraw}._altmesh._tcp")
+    response = dns.query.tcp(update, net.named.address, port=net.named.port, timeout=5)
+    assert response.rcode() == dns.rcode.NOERROR, dns.rcode.to_text(response.rcode())
+
+
+def candidate_names(node: helpers.Node) -> set[str]:
+    return {row["name"] for row in helpers.node_status(node)["candidates"]}
+
+
+def candidate_row(node: helpers.Node, name: str) -> dict[str, Any]:
+    return next(row for row in helpers.node_status(node)["candidates"] if row["name"] == name)
+
+
+def test_a_relay_published_later_is_measured_and_a_withdrawn_one_dropped_at_the_next_refresh(
+    changing: Failover, figures: dict[str, str]
+) -> None:
+    net = changing
+    for node in (net.client, net.service):
+        assert candidate_names(node) == {"a", "b"}, node.name
+    changed_at = time.monotonic()
+    update_relay_set(net, publish="c", withdraw="b")
+    seen: dict[str, float] = {}
+    while len(seen) < 2 and time.monotonic() - changed_at < 3 * SEEN_WITHIN:
+        for node in (net.client, net.service):
+            if node.name not in seen and candidate_names(node) == {"a", "c"}:
+                seen[node.name] = time.monotonic() - changed_at
+        time.sleep(0.2)
+    figures["DNS-SD relay set change seen by client / service after"] = " / ".join(
+        f"{seen[n.name]:.1f} s" if n.name in seen else "never" for n in (net.client, net.service)
+    )
+    assert set(seen) == {net.client.name, net.service.name}, seen
+    assert max(seen.values()) < SEEN_WITHIN
+    for node in (net.client, net.service):
+        status = helpers.node_status(node)
+        assert status["relay_name"] == "a"  # the current relay did not change with the set
+        c_row = candidate_row(node, "c")
+        assert c_row["source"] == "dns"
+        assert c_row["priority"] == 30
+        helpers.wait_until(
+            lambda node=node: candidate_row(node, "c")["rtt_ms"] is not None,
+            10,
+            f"{node.name} measured c",
+        )

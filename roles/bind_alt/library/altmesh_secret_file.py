@@ -1,0 +1,1 @@
+../../altmesh_common/library/altmesh_secret_file.py
