@@ -37,6 +37,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from altmesh.testing import ports
+
 SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
 WORKERS = os.environ.get("BENCH_WORKERS", "")  # "": the packaged default (one per CPU)
@@ -55,10 +57,9 @@ def noop_app(environ: dict[str, object], start_response: Any) -> list[bytes]:
 
 
 def free_port() -> int:
-    """A free loopback port for PostgreSQL (it binds its own socket: it cannot inherit one)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port for PostgreSQL (it binds its own socket: it cannot inherit one),
+    below the ephemeral range so that no outgoing connection takes it first."""
+    return ports.free_port()
 
 
 # Same as listening_socket()/gunicorn_bind_arguments() in files/dashboard/tests/conftest.py;

@@ -8,7 +8,6 @@ start-up of the daemon (or `altmesh up`) must all refuse it with exit status 1 a
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from altmesh.testing.ports import free_port
 
 from .configs import Node, client_text, make_node, relay_text, run
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _key_missing(node: Node) -> str:
@@ -156,7 +150,7 @@ def test_a_forward_given_on_the_command_line_is_checked_against_the_files(tmp_pa
 
 def test_a_file_that_passes_the_check_starts_the_relay(tmp_path: Path) -> None:
     node = make_node(tmp_path)
-    port, metrics = _free_port(), _free_port()
+    port, metrics = free_port(), free_port()
     config = node.write(
         relay_text()
         .replace("127.0.0.1:7400", f"127.0.0.1:{port}")

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 from altmesh.keyfile import encode_public_key, generate_key_file
 from altmesh.protocol import LinkConfig, LinkConnection, StaticKeyPair, TimestampIssuer
+from altmesh.testing import ports
 
 HERE = Path(__file__).parent
 PREFIX = "fd12:3456:789a::/48"
@@ -31,9 +31,9 @@ TIMESTAMPS = TimestampIssuer(time.time)
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port for a server this test starts; see altmesh.testing.ports for why it is
+    not taken from the kernel's ephemeral range."""
+    return ports.free_port()
 
 
 class Proc:

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +41,8 @@ import dns.query
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from altmesh.testing import ports
 
 NAMED_BINARY = Path("/usr/sbin/named")
 RNDC_BINARY = Path("/usr/sbin/rndc")
@@ -64,30 +64,12 @@ class _PortTakenError(NamedStartError):
     """A port checked free was taken before named bound it (a race with another process)."""
 
 
-def _port_is_free(port: int, *, udp: bool) -> bool:
-    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as probe:
-        # No SO_REUSEADDR/SO_REUSEPORT: a socket named holds with SO_REUSEPORT must make this fail.
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError as err:
-            if err.errno in (errno.EADDRINUSE, errno.EACCES):
-                return False
-            raise
-    return True
-
-
 def free_port(*, udp_too: bool, avoid: frozenset[int] = frozenset()) -> int:
     """A loopback port free for TCP (and UDP when `udp_too`), other than those in `avoid`."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as chooser:
-            chooser.bind((LOOPBACK, 0))
-            port = int(chooser.getsockname()[1])
-        if port in avoid:
-            continue
-        if _port_is_free(port, udp=False) and (not udp_too or _port_is_free(port, udp=True)):
-            return port
-    raise NamedStartError("no free loopback port found for named after 100 tries")
+    try:
+        return ports.free_port(udp_too=udp_too, avoid=avoid)
+    except ports.NoFreePortError as err:
+        raise NamedStartError(f"no free loopback port for named: {err}") from err
 
 
 def _apparmor_confines_named() -> bool:
