@@ -110,3 +110,44 @@ def test_originations_are_rate_limited_with_backoff() -> None:
     r.handle_timer(deadline)
     sent = sent_announcements(r.messages_to_send(deadline))[rid(1)]
     assert {neighbor for neighbor, _cost in sent[-1].links} == {rid(1), rid(2)}
+
+
+def test_a_link_restored_after_minutes_of_cost_changes_is_announced_within_the_minimum_hold() -> (
+    None
+):
+    """Cost changes back off to max_origination_interval; a topology change does not wait for
+    that hold: the restored link, and its real cost from the first RTT sample, go out within
+    min_origination_interval (a restored link announced 30 s late was seen in the mesh scenario)."""
+    config = RoutingConfig(min_origination_interval=1.0, max_origination_interval=32.0)
+    r = router(0, neighbors=(1,), config=config)
+    r.neighbor_up(rid(2), 0.0)
+    r.observe_rtt(rid(2), 0.001, 0.0)
+    now = 0.0
+    for step in range(1, 3000):  # 5 minutes of an RTT swinging 1 ms <-> 200 ms every 2 s
+        now = step / 10
+        r.observe_rtt(rid(1), 0.001 if (step // 20) % 2 else 0.200, now)
+        if now >= r.next_timer_deadline():
+            r.handle_timer(now)
+            r.messages_to_send(now)
+    assert r._own.throttle.earliest() > now + 16.0  # the precondition: cost changes held back
+    r.neighbor_down(rid(2), now)
+    down = now
+    deadline = r.next_timer_deadline()
+    assert deadline <= down + 1.0, deadline - down
+    r.handle_timer(deadline)
+    r.messages_to_send(deadline)
+    now = deadline + 0.2
+    r.neighbor_up(rid(2), now)  # restored; its first sample comes 50 ms later
+    r.handle_timer(now)
+    r.observe_rtt(rid(2), 0.001, now + 0.05)
+    restored = now
+    announced: list[tuple[float, dict[bytes, int]]] = []
+    while now < restored + 10.0:
+        now = max(now + 0.01, min(r.next_timer_deadline(), restored + 10.0))
+        r.handle_timer(now)
+        for sent in sent_announcements(r.messages_to_send(now)).get(rid(1), []):
+            announced.append((now, dict(sent.links)))
+    real_cost = cost_for_rtt(0.001, config)
+    when = next(t for t, links in announced if links.get(rid(2)) == real_cost)
+    assert when - restored <= 2.0, when - restored  # the hold since the link went down: 1 s
+    print(f"\nrestored link announced with its measured cost {when - restored:.2f} s after it came up")

@@ -264,7 +264,7 @@ class LinkStateRouter:
         self._draining = True
         self._own.changed(0, now, forced=True)
         if self._originate(now):  # (with whatever else is pending: the throttle is bypassed)
-            self._own.throttle.originated(now)
+            self._own.originated(now)
 
     @property
     def draining(self) -> bool:
@@ -273,12 +273,15 @@ class LinkStateRouter:
     def observe_rtt(self, neighbor: bytes, rtt: float, now: float) -> None:
         """One round-trip time sample (seconds) of the link to `neighbor`."""
         link = self._known_neighbor(neighbor)
+        first = link.samples == 0
         try:
             changed = link.observe(rtt)
         except ValueError as error:
             raise RouterUsageError(str(error)) from None
         if changed:
-            self._own.changed(0, now)
+            # The first sample gives the link its real cost (a topology change: a restored link
+            # is not used while it is announced at the initial guess); later ones move it.
+            self._own.changed(0, now, topology=first)
 
     def set_destinations(self, addresses: Iterable[ipaddress.IPv6Address], now: float) -> None:
         """The full set of addresses attached here that can be stream destinations."""
@@ -354,7 +357,7 @@ class LinkStateRouter:
             raise RouterUsageError(f"now is a finite monotonic time, not {now!r}")
         self._own.refresh_if_due(now)
         if now >= self._own.due() and self._originate(now):
-            self._own.throttle.originated(now)
+            self._own.originated(now)
         for removed in self._db.expire(now):
             self._counters["expired"] += 1
             self._apply(removed, now)
