@@ -61,6 +61,9 @@ def test_relay_config_loads_with_paths_relative_to_the_file(node: Node) -> None:
 def test_client_config_loads_relays_dns_and_forwards(node: Node) -> None:
     config = load_config(node.write(CLIENT))
     assert config.relays[0].address == HostPort("127.0.0.1", 7400)
+    assert config.relays[0].name is None  # optional: shown by its address then
+    named = load_config(node.write(CLIENT.replace("[[relays]]", '[[relays]]\nname = "relay1"')))
+    assert named.relays[0].name == "relay1"
     assert config.link.rekey_after_seconds == 5
     assert config.link.handshake_timeout_seconds == 10.0  # the default
     assert config.client is not None
@@ -144,6 +147,11 @@ def test_relay_config_errors_name_the_file_and_the_field(
             "[ADDRESS]",
         ),
         (("[[relays]]", "[[relay]]"), "relays", "at least one [[relays]]"),
+        (
+            ('address = "127.0.0.1:7400"', 'name = "Relay_1"\naddress = "127.0.0.1:7400"'),
+            "relays[0].name",
+            "one DNS label",
+        ),
         (
             ("rekey_after_seconds = 5", "rekey_after_seconds = 5\nhandshake_timeout_seconds = 0"),
             "link.handshake_timeout_seconds",

@@ -67,6 +67,7 @@ def node_config(node: Node, role: str, net: dict[str, object]) -> str:
     """A client or service config: relay a as bootstrap, the rest from DNS."""
     text = helpers.common_config(node, role, 120, 180)
     text += f"""[[relays]]
+name = "a"
 address = "127.0.0.1:{net["a_port"]}"
 public_key = "{net["a_key"]}"
 [client]
@@ -153,10 +154,10 @@ def failover_net(
             helpers.wait_until(
                 lambda node=node: (
                     helpers.node_status(node).get("relay_name") == "a"
-                    and len(helpers.node_status(node)["candidates"]) == len(published)
+                    and len(helpers.node_status(node)["candidates"]) == len({"a", *published})
                 ),
                 20,
-                f"{node.name} on relay a with {len(published)} candidates",
+                f"{node.name} on relay a with {len({'a', *published})} candidates",
             )
         yield result
     finally:

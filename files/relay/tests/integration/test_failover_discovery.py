@@ -19,6 +19,7 @@ import dns.rcode
 import dns.tsigkeyring
 import dns.update
 import pytest
+from altmesh.client.uplink import EMPTY_SET_RETRY_SECONDS
 
 from . import helpers
 from .test_failover import Failover, failover_net, relay_set_records
@@ -90,3 +91,37 @@ def test_a_relay_published_later_is_measured_and_a_withdrawn_one_dropped_at_the_
             10,
             f"{node.name} measured c",
         )
+
+
+@pytest.fixture
+def unpublished(tmp_path: Path) -> Iterator[Failover]:
+    """No relay in DNS-SD when the nodes start (a network being built), and the default refresh
+    interval (300 s): only the bootstrap relay a, named by its [[relays]] entry."""
+    with failover_net(tmp_path, "candidate_probe_seconds = 1\n", published=()) as net:
+        yield net
+
+
+def test_an_empty_relay_set_is_read_again_soon_not_after_the_whole_refresh_interval(
+    unpublished: Failover, figures: dict[str, str]
+) -> None:
+    net = unpublished
+    for node in (net.client, net.service):
+        status = helpers.node_status(node)
+        assert status["relay_name"] == "a"  # the configured name, before any DNS-SD answer
+        assert status["discovery"]["relays"] == 0
+    published_at = time.monotonic()
+    update_relay_set(net, publish="b", withdraw="c")  # c was never published: a no-op
+    seen: dict[str, float] = {}
+    while len(seen) < 2 and time.monotonic() - published_at < 3 * EMPTY_SET_RETRY_SECONDS:
+        for node in (net.client, net.service):
+            if node.name not in seen and candidate_names(node) == {"a", "b"}:
+                seen[node.name] = time.monotonic() - published_at
+        time.sleep(0.2)
+    figures["relay set published after the nodes found it empty: seen by client / service"] = (
+        " / ".join(
+            f"{seen[n.name]:.1f} s" if n.name in seen else "never"
+            for n in (net.client, net.service)
+        )
+    )
+    assert set(seen) == {net.client.name, net.service.name}, seen
+    assert max(seen.values()) <= 1.1 * EMPTY_SET_RETRY_SECONDS + 5.0, seen

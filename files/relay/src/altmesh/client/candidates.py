@@ -21,7 +21,7 @@ class RelayCandidate:
     """One relay: the key its link handshake must prove, and where it is reached."""
 
     key: bytes  # the static key the link handshake is made to
-    name: str  # its DNS-SD name, or the first configured address for a configured relay
+    name: str  # its DNS-SD name, or its configured name or first address for a configured relay
     endpoints: tuple[HostPort, ...]  # tried in order
     priority: int | None = None  # SRV priority (lower is preferred); None: configured only
     weight: int | None = None  # SRV weight (the dashboard lowers it with load); None: configured
@@ -42,13 +42,15 @@ class RelayCandidate:
 
 
 def configured_candidates(relays: Sequence[RelayEndpoint]) -> list[RelayCandidate]:
-    """`[[relays]]` as candidates, in file order; entries with one key are one relay."""
+    """`[[relays]]` as candidates, in file order; entries with one key are one relay, named by
+    the first entry's `name` (else its address)."""
     by_key: dict[bytes, RelayCandidate] = {}
     for relay in relays:
         key = decode_public_key(relay.public_key)
         known = by_key.get(key)
         if known is None:
-            by_key[key] = RelayCandidate(key, str(relay.address), (relay.address,), configured=True)
+            name = relay.name or str(relay.address)
+            by_key[key] = RelayCandidate(key, name, (relay.address,), configured=True)
         elif relay.address not in known.endpoints:
             by_key[key] = RelayCandidate(
                 key, known.name, (*known.endpoints, relay.address), configured=True

@@ -2,7 +2,8 @@
 
 - **Candidates**: the configured `[[relays]]` (the bootstrap) and, with `[dns]` and
   `client.dns_discovery`, the network's DNS-SD relay set, read again every
-  `client.dns_refresh_seconds` (`altmesh.client.candidates`).
+  `client.dns_refresh_seconds` (`altmesh.client.candidates`); after an error, or an empty set
+  (a network still being built), after at most 30 s or EMPTY_SET_RETRY_SECONDS.
 - **Measuring**: a probe is a short link to a candidate: connect, the link handshake (its time is
   recorded), then PINGs; the lowest round trip is the sample. At start every candidate is probed
   at once and the best probe's link is kept as the node's link; after that the other candidates
@@ -52,6 +53,8 @@ CONNECT_TIMEOUT = 5.0
 # At start: how long the node waits for the first DNS-SD answer, then for the first probes,
 # before it joins the best relay measured so far (probes still under way report later).
 FIRST_DISCOVERY_WAIT = 1.0
+# An empty DNS-SD relay set is read again after this long (or dns_refresh_seconds if shorter).
+EMPTY_SET_RETRY_SECONDS = 10.0
 FIRST_PROBE_WAIT = 2.0
 PROBE_PINGS = 3
 PROBE_PING_TIMEOUT = 2.0
@@ -586,7 +589,11 @@ class Uplink:
                     skipped=[f"{s.instance}: {s.kind}" for s in relay_set.skipped],
                     updated=time.time(),
                 )
-                if relay_set.relays:  # an empty set is not authenticated: no news
+                if not relay_set.relays:  # an empty set is not authenticated: no news, and
+                    # likely a network being built (or a resolver's cached "no such name"):
+                    # ask again soon rather than after a whole refresh interval
+                    delay = min(refresh, EMPTY_SET_RETRY_SECONDS)
+                else:
                     self.selector.update_candidates(
                         merge_candidates(
                             self.configured, relay_set.relays, self.client.max_candidates

@@ -15,6 +15,7 @@ from altmesh.config.values import (
     parse_host_port,
     parse_port,
     parse_public_key,
+    parse_relay_name,
     parse_socks_listen,
     parse_status_page,
 )
@@ -31,9 +32,10 @@ def parse_relays(top: Table) -> tuple[RelayEndpoint, ...]:
     for table in tables or []:
         address = table.parse("address", _relay_address, required=True)
         key = table.parse("public_key", parse_public_key, required=True)
+        name = table.parse("name", parse_relay_name)
         table.check_unknown()
         if address is not None and key is not None:
-            endpoints.append(RelayEndpoint(address, key))
+            endpoints.append(RelayEndpoint(address, key, name))
     return tuple(endpoints)
 
 

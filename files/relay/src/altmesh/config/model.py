@@ -110,6 +110,7 @@ class DashboardSettings:
 class RelayEndpoint:
     address: HostPort
     public_key: str
+    name: str | None = None  # the relay's name (its DNS-SD instance label), shown in status
 
 
 @dataclass(frozen=True)
