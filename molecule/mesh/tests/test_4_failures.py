@@ -79,6 +79,14 @@ STREAMS = r"""
 import json, socket, sys, threading, time
 name, seconds, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 results, lock = [], threading.Lock()
+def exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise OSError(f"closed after {len(data)} of {size} bytes of the SOCKS5 reply")
+        data += chunk
+    return data
 def attempt():
     started, error, ok = time.time(), "", False
     try:
@@ -88,9 +96,11 @@ def attempt():
             if sock.recv(2) != b"\x05\x00":
                 raise OSError("SOCKS5 refused")
             sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() + b"\x00\x50")
-            reply = sock.recv(10)
-            if len(reply) < 2 or reply[1] != 0:
-                raise OSError(f"SOCKS5 reply {reply[1] if len(reply) > 1 else None}")
+            reply = exactly(sock, 4)  # VER REP RSV ATYP, then the bound address and port
+            if reply[1] != 0:
+                raise OSError(f"SOCKS5 reply {reply[1]}")
+            size = {1: 4, 4: 16}.get(reply[3]) or exactly(sock, 1)[0]
+            exactly(sock, size + 2)
             sock.sendall(b"GET / HTTP/1.0\r\nHost: " + name.encode() + b"\r\n\r\n")
             data = b""
             while chunk := sock.recv(65536):
