@@ -194,6 +194,8 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
+        self._timer_version = -1  # the core's deadline_version when the timer was armed
+        self._awaiting_established = True  # established_waiter not yet done
         self._lost_reported = False
         self._reading_paused = False
         self._probe: asyncio.TimerHandle | None = None
@@ -238,7 +240,8 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         conn = self.conn
         now = monotonic()
         try:
-            conn.receive_data(bytes(self._read_buffer.view[:nbytes]), now)
+            # A view of the shared buffer: the core copies whatever it keeps.
+            conn.receive_data(self._read_buffer.view[:nbytes], now)
         except ProtocolError as error:
             self._fail(error)
             return
@@ -344,12 +347,11 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
     def _after_input(self) -> None:
         """Hand every pending event to the application, then write and re-arm the timer."""
         conn = self.conn
+        events = conn.pending_events
         try:
-            while True:
-                event = conn.next_event()
-                if event is None:
-                    break
-                if not self.established_waiter.done() and conn.established:
+            while events:
+                event = events.popleft()
+                if self._awaiting_established and conn.established:
                     self._established()
                 self.handler.link_event(self, event)
                 if self.closed:
@@ -357,11 +359,12 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         except ProtocolError as error:
             self._fail(error)
             return
-        if not self.established_waiter.done() and conn.established:
+        if self._awaiting_established and conn.established:
             self._established()
         self.flush()
 
     def _established(self) -> None:
+        self._awaiting_established = False
         self.established_waiter.set_result(None)
         self._read_size = READ_BUFFER_SIZE  # authenticated: full reads (and the work budget)
         self._work_done = self.conn.stats.records_in
@@ -393,7 +396,12 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        deadline = self.conn.next_timer_deadline()
+        conn = self.conn
+        version = conn.deadline_version
+        if version == self._timer_version and self._timer is not None:
+            return  # the deadline can only have moved later: the timer fires first
+        self._timer_version = version
+        deadline = conn.next_timer_deadline()
         if deadline is None:
             self._cancel_timer()
             return
@@ -464,6 +472,7 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         if not self.established_waiter.done():
+            self._awaiting_established = False
             self.established_waiter.set_exception(ConnectionError(reason))
             self.established_waiter.exception()  # mark retrieved: nobody may be waiting
         self.handler.link_lost(self, reason)
