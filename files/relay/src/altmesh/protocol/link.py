@@ -228,7 +228,8 @@ class LinkConnection:
 
         `data` may be a view of a buffer the caller reuses: nothing keeps it after the call
         (an incomplete frame is copied)."""
-        self._check_alive()
+        if self._state is _State.FAILED or self._sender.expired is not None:
+            self._check_alive()  # raises
         if self._state is _State.CLOSED:
             return  # after CLOSE nothing the peer sends matters
         if self._state is _State.NEW:  # responder whose adapter did not call start()
@@ -267,6 +268,8 @@ class LinkConnection:
         sender = self._sender
         if sender.rekey_due:
             self._start_rekey_if_due(now)
+        if not sender.busy:
+            return b""  # nothing queued or sealed (so no PONG is owed either)
         self._pings.written()
         return sender.seal_and_take(now)
 
@@ -401,7 +404,10 @@ class LinkConnection:
             raise InvalidArgument("nbytes must not be negative")
         if self._state is not _State.ESTABLISHED:
             return False
-        grant = self._streams.acknowledge(stream_id, nbytes)
+        stream = self._streams.open_streams.get(stream_id)
+        if stream is None:
+            return False
+        grant = stream.acknowledge(nbytes, self.config.stream_window)
         if grant:
             self._sender.queue(R.encode(R.WindowRecord(stream_id, grant)))
             return True

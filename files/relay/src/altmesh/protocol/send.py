@@ -41,6 +41,9 @@ class Sender:
         self._records_len = 0
         self._plaintexts: list[bytes] = []  # full plaintexts, not sealed yet
         self._output: list[bytes] = []  # frames for the socket
+        # Whether anything is queued, sealed or framed and not yet taken: False lets
+        # `LinkConnection.data_to_send` answer without a call.
+        self.busy = False
 
     @property
     def epoch(self) -> int:
@@ -72,6 +75,7 @@ class Sender:
         """A handshake message: framed, not encrypted."""
         self._output.append(length_prefix(len(message)))
         self._output.append(message)
+        self.busy = True
 
     def queue(self, record: bytes) -> None:
         """Queue one record; a record never spans two plaintexts."""
@@ -79,6 +83,7 @@ class Sender:
             self._close_plaintext()
         self._records.append(record)
         self._records_len += len(record)
+        self.busy = True
 
     def _close_plaintext(self) -> None:
         records = self._records
@@ -90,8 +95,14 @@ class Sender:
 
     def seal_and_take(self, now: float) -> bytes:
         """`seal_queued(now)`, then `take_output()`: what the socket gets now."""
-        if self._records or self._plaintexts:
+        records = self._records
+        if self._plaintexts:
             self.seal_queued(now)
+        elif records:  # seal_queued's usual case
+            self._records = []
+            self._records_len = 0
+            self.seal(records[0] if len(records) == 1 else b"".join(records), now)
+        self.busy = False
         output = self._output
         if not output:
             return b""
@@ -138,6 +149,7 @@ class Sender:
         output = self._output
         output.append(_LENGTH.pack(size) if size <= C.MAX_MESSAGE_LEN else length_prefix(size))
         output.append(message)
+        self.busy = True
         self.last_sent = now
         self._stats.messages_out += 1
         if cipher.counter >= config.rekey_after_messages and not self.rekey_due:
@@ -157,6 +169,8 @@ class Sender:
         data = b"".join(self._output)
         self._output.clear()
         self._stats.bytes_out += len(data)
+        if not self.has_queued:
+            self.busy = False
         return data
 
     def discard(self) -> None:
@@ -165,3 +179,4 @@ class Sender:
         self._records_len = 0
         self._plaintexts.clear()
         self._output.clear()
+        self.busy = False
