@@ -150,4 +150,6 @@ def test_a_link_restored_after_minutes_of_cost_changes_is_announced_within_the_m
     real_cost = cost_for_rtt(0.001, config)
     when = next(t for t, links in announced if links.get(rid(2)) == real_cost)
     assert when - restored <= 2.0, when - restored  # the hold since the link went down: 1 s
-    print(f"\nrestored link announced with its measured cost {when - restored:.2f} s after it came up")
+    print(
+        f"\nrestored link announced with its measured cost {when - restored:.2f} s after it came up"
+    )
