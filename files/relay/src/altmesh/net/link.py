@@ -14,7 +14,9 @@ bookkeeping on every hop of a path). A kick from anywhere else writes at the nex
 Timers come only from `next_timer_deadline()`; there is no polling. The deadline moves with every
 message sent (the keepalive is due that long after the last one), so a timer that would fire
 earlier than the new deadline is kept rather than re-armed per write: it fires, finds nothing
-due, and is armed anew at the deadline of that moment.
+due, and is armed anew at the deadline of that moment. Nor is the deadline recomputed per write:
+only when the core's `deadline_version` changed since the timer was armed (a state change, a
+key, a rekey starting, ending or falling due), since otherwise it can only have moved later.
 
 Backpressure: while the transport's write buffer is above its high-water mark (asyncio's
 `pause_writing`, at WRITE_HIGH_WATER), the socket is not read either. Everything we send in
