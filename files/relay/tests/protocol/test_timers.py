@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from altmesh.protocol import HandshakeTimeout, PeerTimeout, SessionExpired
+from altmesh.protocol import events as ev
 from altmesh.protocol.link_config import LinkStats
 from altmesh.protocol.receive import Receiver
 from altmesh.protocol.send import Sender
@@ -84,3 +85,55 @@ def test_a_record_queued_under_a_young_key_is_never_sealed_under_it_once_too_old
     assert pair.initiator.next_timer_deadline() == 15.0
     with pytest.raises(SessionExpired):
         pair.initiator.handle_timer(15.0)
+
+
+def test_the_deadline_moves_earlier_only_with_a_new_deadline_version() -> None:
+    """An adapter re-reads next_timer_deadline() only when deadline_version changed: while it
+    stays the same, the deadline may only have moved later. Checked after every step of a
+    link's life: traffic both ways, rekeys by time and by message count, keepalives, a close."""
+    pair = make_pair(
+        initiator_config=config(
+            rekey_after_time=30.0,
+            reject_after_time=45.0,
+            keepalive_interval=3.0,
+            rekey_after_messages=7,
+        ),
+        responder_config=config(keepalive_interval=4.0, rekey_after_messages=11),
+    )
+    sides = (pair.initiator, pair.responder)
+    seen = {id(conn): (conn.deadline_version, conn.next_timer_deadline()) for conn in sides}
+
+    def check() -> None:
+        for conn in sides:
+            version, deadline = conn.deadline_version, conn.next_timer_deadline()
+            last_version, last_deadline = seen[id(conn)]
+            if version == last_version and last_deadline is not None:
+                assert deadline is not None and deadline >= last_deadline, (
+                    last_deadline,
+                    deadline,
+                )
+            seen[id(conn)] = (version, deadline)
+
+    stream = pair.initiator.open_stream(destination(pair), 80)
+    pair.pump()
+    check()
+    for step in range(200):
+        sender = pair.initiator if step % 3 else pair.responder
+        if sender is pair.initiator or step > 2:
+            sender.send_stream_data(stream, b"x" * (step % 50 + 1))
+        check()
+        pair.transfer("i" if sender is pair.initiator else "r")
+        check()
+        pair.pump()
+        check()
+        pair.tick(0.7 if step % 5 else 2.9)
+        check()
+        for name in ("i", "r"):
+            for event in pair.take(name):
+                if isinstance(event, ev.StreamData):
+                    pair.side(name).acknowledge(stream, len(event.data))
+        check()
+    assert pair.initiator.stats.rekeys >= 3
+    pair.initiator.close("done", pair.now)
+    check()
+    assert pair.initiator.next_timer_deadline() is None

@@ -14,7 +14,9 @@ bookkeeping on every hop of a path). A kick from anywhere else writes at the nex
 Timers come only from `next_timer_deadline()`; there is no polling. The deadline moves with every
 message sent (the keepalive is due that long after the last one), so a timer that would fire
 earlier than the new deadline is kept rather than re-armed per write: it fires, finds nothing
-due, and is armed anew at the deadline of that moment.
+due, and is armed anew at the deadline of that moment. Nor is the deadline recomputed per write:
+only when the core's `deadline_version` changed since the timer was armed (a state change, a
+key, a rekey starting, ending or falling due), since otherwise it can only have moved later.
 
 Backpressure: while the transport's write buffer is above its high-water mark (asyncio's
 `pause_writing`, at WRITE_HIGH_WATER), the socket is not read either. Everything we send in
@@ -194,6 +196,8 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
+        self._timer_version = -1  # the core's deadline_version when the timer was armed
+        self._awaiting_established = True  # established_waiter not yet done
         self._lost_reported = False
         self._reading_paused = False
         self._probe: asyncio.TimerHandle | None = None
@@ -238,7 +242,8 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         conn = self.conn
         now = monotonic()
         try:
-            conn.receive_data(bytes(self._read_buffer.view[:nbytes]), now)
+            # A view of the shared buffer: the core copies whatever it keeps.
+            conn.receive_data(self._read_buffer.view[:nbytes], now)
         except ProtocolError as error:
             self._fail(error)
             return
@@ -344,12 +349,11 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
     def _after_input(self) -> None:
         """Hand every pending event to the application, then write and re-arm the timer."""
         conn = self.conn
+        events = conn.pending_events
         try:
-            while True:
-                event = conn.next_event()
-                if event is None:
-                    break
-                if not self.established_waiter.done() and conn.established:
+            while events:
+                event = events.popleft()
+                if self._awaiting_established and conn.established:
                     self._established()
                 self.handler.link_event(self, event)
                 if self.closed:
@@ -357,11 +361,12 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         except ProtocolError as error:
             self._fail(error)
             return
-        if not self.established_waiter.done() and conn.established:
+        if self._awaiting_established and conn.established:
             self._established()
         self.flush()
 
     def _established(self) -> None:
+        self._awaiting_established = False
         self.established_waiter.set_result(None)
         self._read_size = READ_BUFFER_SIZE  # authenticated: full reads (and the work budget)
         self._work_done = self.conn.stats.records_in
@@ -393,7 +398,12 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        deadline = self.conn.next_timer_deadline()
+        conn = self.conn
+        version = conn.deadline_version
+        if version == self._timer_version and self._timer is not None:
+            return  # the deadline can only have moved later: the timer fires first
+        self._timer_version = version
+        deadline = conn.next_timer_deadline()
         if deadline is None:
             self._cancel_timer()
             return
@@ -464,6 +474,7 @@ class LinkTransport(asyncio.BufferedProtocol, Generic[AppState]):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
         if not self.established_waiter.done():
+            self._awaiting_established = False
             self.established_waiter.set_exception(ConnectionError(reason))
             self.established_waiter.exception()  # mark retrieved: nobody may be waiting
         self.handler.link_lost(self, reason)

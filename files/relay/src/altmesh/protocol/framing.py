@@ -44,7 +44,9 @@ class FrameReader:
         """Bytes of an incomplete frame held back (0 at a frame boundary)."""
         return len(self._partial)
 
-    def feed(self, data: bytes, check_length: LengthCheck, on_frame: FrameHandler) -> None:
+    def feed(
+        self, data: bytes | memoryview, check_length: LengthCheck, on_frame: FrameHandler
+    ) -> None:
         """Hand every frame that `data` completes to `on_frame`, in order.
 
         `check_length` sees each length before its frame is complete. `on_frame` may change what
@@ -64,7 +66,7 @@ class FrameReader:
 
     @staticmethod
     def _frames(
-        source: bytes | bytearray, check_length: LengthCheck, on_frame: FrameHandler
+        source: bytes | bytearray | memoryview, check_length: LengthCheck, on_frame: FrameHandler
     ) -> int:
         """Process the complete frames of `source`; returns how many bytes were consumed.
 

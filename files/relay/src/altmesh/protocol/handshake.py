@@ -144,7 +144,12 @@ def check_message_length(length: int, expected: int, what: str) -> None:
 def _new_connection(prologue_bytes: bytes, local: StaticKeyPair) -> Any:
     connection = NoiseConnection.from_name(NOISE_PROTOCOL_NAME)
     connection.set_prologue(prologue_bytes)
-    connection.set_keypair_from_private_bytes(Keypair.STATIC, local.private)
+    keypair = local.noise_keypair
+    if type(keypair) is connection.noise_protocol.dh_fn.klass:
+        # `set_keypair_from_private_bytes(Keypair.STATIC, ...)` without making the key again
+        connection.noise_protocol.keypairs["s"] = keypair
+    else:  # another noiseprotocol backend
+        connection.set_keypair_from_private_bytes(Keypair.STATIC, local.private)
     return connection
 
 

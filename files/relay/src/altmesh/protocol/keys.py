@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -13,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from noise.backends.default.keypairs import KeyPair25519  # type: ignore[import-untyped]
 
 from altmesh.protocol.constants import KEY_LEN
 from altmesh.protocol.errors import InvalidArgument
@@ -44,6 +47,13 @@ class StaticKeyPair:
             .public_bytes(Encoding.Raw, PublicFormat.Raw)
         )
         return cls(private=bytes(private), public=public)
+
+    @cached_property
+    def noise_keypair(self) -> Any:
+        """This key pair as `noiseprotocol`'s static key object, built once per key pair
+        (`set_keypair_from_private_bytes` would make the X25519 key object and derive the
+        public key again for every handshake). Handshakes only read it."""
+        return KeyPair25519.from_private_bytes(self.private)
 
 
 def encode_key(key: bytes) -> str:

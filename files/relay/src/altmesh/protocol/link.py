@@ -34,6 +34,7 @@ from altmesh.protocol.errors import (
     MalformedRecord,
     ProtocolError,
     StoreUnavailable,
+    Truncated,
 )
 from altmesh.protocol.events import (
     Event,
@@ -65,6 +66,11 @@ from altmesh.protocol.tai64n import TimestampIssuer
 from altmesh.protocol.timers import LinkTimers
 
 __all__ = ["RECORD_HANDLERS", "LinkConfig", "LinkConnection", "LinkStats"]
+
+_RECORD_HEADER = R.RECORD_HEADER
+_STREAM_ID = R.STREAM_ID
+_DATA = C.RecordType.DATA
+_HEADER_LEN = C.RECORD_HEADER_LEN
 
 
 class _State(enum.Enum):
@@ -112,6 +118,9 @@ class LinkConnection:
         self._ephemeral_private = ephemeral_private  # only for recorded test vectors
         self._prologue = prologue(C.LINK_PROLOGUE_LABEL, config.network)
         self._state = _State.NEW
+        # Bumped whenever next_timer_deadline() may have moved earlier (see deadline_version).
+        self._deadline_changes = 0
+        self._now = 0.0  # the `now` of the receive_data call being handled
         self._handshake: InitiatorHandshake | None = None
         self._events: deque[Event] = deque()
         self._stats = LinkStats()
@@ -195,6 +204,7 @@ class LinkConnection:
         """
         if self._state is not _State.NEW:
             return
+        self._deadline_changes += 1
         self._timers.started_at = now
         self._receiver.last_received = now
         if not self.is_initiator:
@@ -213,9 +223,13 @@ class LinkConnection:
         self._sender.write_frame(self._handshake.write_init(payload))
         self._state = _State.AWAIT_RESPONSE
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Feed bytes read from the socket. Raises ProtocolError on a fatal peer fault."""
-        self._check_alive()
+    def receive_data(self, data: bytes | memoryview, now: float) -> None:
+        """Feed bytes read from the socket. Raises ProtocolError on a fatal peer fault.
+
+        `data` may be a view of a buffer the caller reuses: nothing keeps it after the call
+        (an incomplete frame is copied)."""
+        if self._state is _State.FAILED or self._sender.expired is not None:
+            self._check_alive()  # raises
         if self._state is _State.CLOSED:
             return  # after CLOSE nothing the peer sends matters
         if self._state is _State.NEW:  # responder whose adapter did not call start()
@@ -224,11 +238,11 @@ class LinkConnection:
             return
         self._receiver.last_received = now
         self._stats.bytes_in += len(data)
+        self._now = now
         try:
-            self._frames.feed(
-                data, self._check_frame_length, lambda frame: self._receive_frame(frame, now)
-            )
-            self._start_rekey_if_due(now)
+            self._frames.feed(data, self._check_frame_length, self._receive_frame)
+            if self._sender.rekey_due:
+                self._start_rekey_if_due(now)
         except (ProtocolError, StoreUnavailable):
             self._fail()
             raise
@@ -239,17 +253,25 @@ class LinkConnection:
             return self._events.popleft()
         return None
 
+    @property
+    def pending_events(self) -> deque[Event]:
+        """The events `next_event()` hands out, oldest first: an adapter may pop them from this
+        deque itself (`popleft`), saving a call per event. Nothing else may change it."""
+        return self._events
+
     def data_to_send(self, now: float) -> bytes:
         """Everything that must be written to the socket now (drains the output buffer).
 
         Records queued since the last call are sealed here, under the current key; a session
         past its reject limits is never used: the link fails instead (raised by handle_timer).
         """
-        self._start_rekey_if_due(now)
-        if self._sender.has_queued:
-            self._sender.seal_queued(now)
+        sender = self._sender
+        if sender.rekey_due:
+            self._start_rekey_if_due(now)
+        if not sender.busy:
+            return b""  # nothing queued or sealed (so no PONG is owed either)
         self._pings.written()
-        return self._sender.take_output()
+        return sender.seal_and_take(now)
 
     def handle_timer(self, now: float) -> None:
         """Run due timers (rekey, keepalive, expiry, timeouts). May raise ProtocolError."""
@@ -259,6 +281,17 @@ class LinkConnection:
         except ProtocolError:
             self._fail()
             raise
+
+    @property
+    def deadline_version(self) -> int:
+        """A number that changes whenever `next_timer_deadline()` may have moved earlier.
+
+        While it stays the same, the deadline can only have moved later (each message sent or
+        received pushes the keepalive and idle deadlines on; nothing else changes): an adapter
+        whose timer is armed at or before the deadline it read at this version need not ask
+        again. It changes with the link's state, the keys, a rekey starting or ending, a rekey
+        falling due and a key expiring."""
+        return self._deadline_changes + self._sender.deadline_changes
 
     def next_timer_deadline(self) -> float | None:
         """When `handle_timer` must be called next (same clock as `now`), or None."""
@@ -315,11 +348,19 @@ class LinkConnection:
         Offer the rest again after StreamWritable for this stream. A stream the peer already
         reset takes nothing (returns 0).
         """
-        self._require_established()
-        stream = self._streams.for_local_call(stream_id)
+        if self._state is not _State.ESTABLISHED or self._sender.expired is not None:
+            self._require_established()
+        stream = self._streams.open_streams.get(stream_id)
         if stream is None:
-            return 0
-        accepted = stream.take_send_credit(len(data))
+            stream = self._streams.for_local_call(stream_id)
+            if stream is None:
+                return 0
+        size = len(data)
+        accepted = stream.take_send_credit(size)
+        if accepted == size and size <= C.MAX_DATA_PER_RECORD:  # one record (the usual case)
+            if size:
+                self._sender.queue(R.data_header(stream_id, size) + data)
+            return size
         view = memoryview(data)
         offset = 0
         step = C.MAX_DATA_PER_RECORD
@@ -356,15 +397,21 @@ class LinkConnection:
             return 0
         return stream.send_credit
 
-    def acknowledge(self, stream_id: int, nbytes: int) -> None:
-        """The app consumed `nbytes` received on the stream: credit goes back to the peer."""
+    def acknowledge(self, stream_id: int, nbytes: int) -> bool:
+        """The app consumed `nbytes` received on the stream: credit goes back to the peer.
+        True if that queued a WINDOW record (there is something to send)."""
         if nbytes < 0:
             raise InvalidArgument("nbytes must not be negative")
         if self._state is not _State.ESTABLISHED:
-            return
-        grant = self._streams.acknowledge(stream_id, nbytes)
+            return False
+        stream = self._streams.open_streams.get(stream_id)
+        if stream is None:
+            return False
+        grant = stream.acknowledge(nbytes, self.config.stream_window)
         if grant:
             self._sender.queue(R.encode(R.WindowRecord(stream_id, grant)))
+            return True
+        return False
 
     def end_stream(self, stream_id: int) -> None:
         """Half-close our side of the stream (FIN)."""
@@ -411,6 +458,7 @@ class LinkConnection:
             self._sender.seal_queued(now)
         if self._state is not _State.FAILED:
             self._state = _State.CLOSED
+        self._deadline_changes += 1
 
     # ---------------------------------------------------------------- state
     @property
@@ -457,6 +505,7 @@ class LinkConnection:
 
     def _fail(self) -> None:
         self._state = _State.FAILED
+        self._deadline_changes += 1
         self._sender.discard()
 
     def _require_established(self) -> None:
@@ -471,16 +520,21 @@ class LinkConnection:
     # ---------------------------------------------------------------- handshake
     def _check_frame_length(self, length: int) -> None:
         state = self._state
-        if state is _State.AWAIT_INIT:
+        if state is _State.ESTABLISHED:
+            if length < C.TAG_LEN:
+                check_transport_length(length)  # raises
+        elif state is _State.AWAIT_INIT:
             check_message_length(length, C.HANDSHAKE_INIT_LEN, "handshake message 1")
         elif state is _State.AWAIT_RESPONSE:
             check_message_length(length, C.HANDSHAKE_RESPONSE_LEN, "handshake message 2")
         else:
             check_transport_length(length)
 
-    def _receive_frame(self, frame: memoryview, now: float) -> bool:
-        """One frame; False once the link is closed (the rest is not read)."""
+    def _receive_frame(self, frame: memoryview) -> bool:
+        """One frame (of the `receive_data` call at `self._now`); False once the link is closed
+        (the rest is not read)."""
         state = self._state
+        now = self._now
         if state is _State.ESTABLISHED:
             self._receive_transport(frame, now)
         elif state is _State.AWAIT_INIT:
@@ -522,6 +576,7 @@ class LinkConnection:
             timestamps=self._timestamps,
         )
         self._state = _State.ESTABLISHED
+        self._deadline_changes += 1
         self._stats.handshakes += 1
         self._events.append(
             HandshakeComplete(established.remote_static, established.remote_address)
@@ -533,17 +588,46 @@ class LinkConnection:
         if not plaintext:
             self._budget.idle.spend(now)  # a keepalive
             return
+        # The loop of `R.parse_records` + `R.decode_record`, written out: DATA records (almost
+        # every record of a link) are taken from the plaintext directly, without the generator
+        # and a DataRecord; every other record (and every malformed DATA) is decoded by
+        # `R.decode_record` and dispatched through RECORD_HANDLERS.
         stats = self._stats
-        for record_type, body, is_last in R.parse_records(plaintext):
+        view = memoryview(plaintext)
+        offset = 0
+        end = len(plaintext)
+        while offset < end:
+            if end - offset < _HEADER_LEN:
+                raise Truncated(f"record header cut short at offset {offset} of {end}")
+            record_type, length = _RECORD_HEADER.unpack_from(plaintext, offset)
+            start = offset + _HEADER_LEN
+            offset = start + length
+            if offset > end:
+                raise Truncated(
+                    f"record of type 0x{record_type:02x} claims {length} bytes, "
+                    f"only {end - start} remain"
+                )
             stats.records_in += 1
-            record = R.decode_record(record_type, body)
-            RECORD_HANDLERS[type(record)](self, record, is_last, now)
+            if record_type == _DATA and length >= 4:
+                stream_id = _STREAM_ID.unpack_from(plaintext, start)[0]
+                if stream_id:
+                    self._stream_data(stream_id, plaintext[start + 4 : offset], now)
+                    if self._state is not _State.ESTABLISHED:
+                        return
+                    continue
+            record = R.decode_record(record_type, view[start:offset])
+            RECORD_HANDLERS[type(record)](self, record, offset == end, now)
             if self._state is not _State.ESTABLISHED:
                 return
 
     def _on_data(self, record: R.DataRecord, is_last: bool, now: float) -> None:
-        stream = self._streams.for_peer_record(record.stream_id, "DATA")
-        size = len(record.data)
+        self._stream_data(record.stream_id, record.data, now)
+
+    def _stream_data(self, stream_id: int, data: bytes, now: float) -> None:
+        stream = self._streams.open_streams.get(stream_id)
+        if stream is None:
+            stream = self._streams.for_peer_record(stream_id, "DATA")
+        size = len(data)
         if stream is None or not size:
             self._budget.idle.spend(now)
             if stream is None:
@@ -552,7 +636,7 @@ class LinkConnection:
             self._flow_violation(stream, size)
             return
         if size:
-            self._events.append(StreamData(record.stream_id, record.data))
+            self._events.append(StreamData(stream_id, data))
 
     def _flow_violation(self, stream: StreamState, size: int) -> None:
         """The peer overran one stream's window: that stream dies, the link lives on."""
@@ -625,6 +709,7 @@ class LinkConnection:
 
     def _on_rekey_init(self, record: R.RekeyInitRecord, is_last: bool, now: float) -> None:
         self._budget.rekeys.spend(now)
+        self._deadline_changes += 1
         switch = self._rekeying.on_init(record, self._current_epoch())
         if switch is not None:
             self._apply(switch, now)
@@ -639,6 +724,7 @@ class LinkConnection:
 
     def _on_close(self, record: R.CloseRecord, is_last: bool, now: float) -> None:
         self._state = _State.CLOSED
+        self._deadline_changes += 1
         self._events.append(LinkClosed(record.reason))
 
     # ---------------------------------------------------------------- rekeying
@@ -654,12 +740,14 @@ class LinkConnection:
             self._start_rekey(now)
 
     def _start_rekey(self, now: float) -> None:
+        self._deadline_changes += 1
         switch = self._rekeying.start(self._current_epoch())
         if switch is not None:
             self._apply(switch, now)
 
     def _apply(self, switch: KeySwitch, now: float) -> None:
         """Carry out one rekey step in the order `KeySwitch` documents."""
+        self._deadline_changes += 1
         if switch.receive_key is not None:
             self._receiver.install_key(switch.receive_key, switch.epoch, now)
         if switch.record is not None:

@@ -29,6 +29,11 @@ from altmesh.protocol.errors import (
 
 _HEADER = struct.Struct(">BH")
 _STREAM_ID = struct.Struct(">I")
+_DATA_HEADER = struct.Struct(">BHI")  # a DATA record's header and stream id
+RECORD_HEADER = _HEADER
+"""type (1) | length (2): the header of every record."""
+STREAM_ID = _STREAM_ID
+"""The stream id that starts the body of every stream record."""
 _OPEN = struct.Struct(">I16sH")
 _RELAY_OPEN = struct.Struct(">I16sHB")
 _RESET_HEAD = struct.Struct(">IH")
@@ -140,7 +145,7 @@ def _record(record_type: int, body: bytes) -> bytes:
 
 def data_header(stream_id: int, data_len: int) -> bytes:
     """Header and stream id of a DATA record (the data follows); the hot path."""
-    return _HEADER.pack(RecordType.DATA, 4 + data_len) + _STREAM_ID.pack(stream_id)
+    return _DATA_HEADER.pack(RecordType.DATA, 4 + data_len, stream_id)
 
 
 def _reason_bytes(reason: str) -> bytes:

@@ -14,6 +14,7 @@ The upper bound keeps entries from being set far in the future (where they would
 
 from __future__ import annotations
 
+import heapq
 from typing import Protocol
 
 from altmesh.protocol.constants import E2E_REORDER_KEYS, E2E_REORDER_WINDOW
@@ -112,6 +113,9 @@ class ReorderWindow:
         self.max_keys = max_keys
         self._floor: dict[bytes, bytes | None] = {}
         self._seen: dict[bytes, set[bytes]] = {}
+        # The same timestamps per key as a min-heap of (nanoseconds, label): the old ones are
+        # dropped from the front, without a walk over every one kept.
+        self._by_age: dict[bytes, list[tuple[int, bytes]]] = {}
 
     def check_and_record(self, public_key: bytes, tai64n: bytes) -> bool:
         """Record `tai64n` for this key if it is acceptable; False if it is a replay."""
@@ -123,8 +127,10 @@ class ReorderWindow:
                 oldest = next(iter(self._floor))
                 del self._floor[oldest]
                 self._seen.pop(oldest, None)
+                self._by_age.pop(oldest, None)
             self._floor[public_key] = store.last_timestamp(public_key)
             self._seen[public_key] = set()
+            self._by_age[public_key] = []
         floor = self._floor[public_key]
         seen = self._seen[public_key]
         if floor is not None and tai64n <= floor:
@@ -132,15 +138,21 @@ class ReorderWindow:
         if tai64n in seen:
             return False
         last = store.last_timestamp(public_key)
+        nanoseconds = _nanoseconds(tai64n)
         if last is None or tai64n > last:
             store.record_timestamp(public_key, tai64n)
-            last = tai64n
-        elif _nanoseconds(last) - _nanoseconds(tai64n) > self.window_ns:
-            return False
+            last_ns = nanoseconds
+        else:
+            last_ns = _nanoseconds(last)
+            if last_ns - nanoseconds > self.window_ns:
+                return False
         seen.add(tai64n)
-        oldest_kept = _nanoseconds(last) - self.window_ns
-        if len(seen) > 64:
-            seen.difference_update({t for t in seen if _nanoseconds(t) < oldest_kept})
+        by_age = self._by_age[public_key]
+        heapq.heappush(by_age, (nanoseconds, tai64n))
+        if len(seen) > 64:  # forget the timestamps the window refuses anyway
+            oldest_kept = last_ns - self.window_ns
+            while by_age and by_age[0][0] < oldest_kept:
+                seen.discard(heapq.heappop(by_age)[1])
         return True
 
 

@@ -9,11 +9,15 @@ key that has grown too old since.
 
 from __future__ import annotations
 
+import struct
+
 from altmesh.protocol import constants as C
 from altmesh.protocol.errors import SessionExpired
 from altmesh.protocol.framing import length_prefix
 from altmesh.protocol.link_config import LinkConfig, LinkStats
 from altmesh.protocol.transport import TransportCipher
+
+_LENGTH = struct.Struct(">H")  # the frame's length prefix (a sealed message fits: <= 65535)
 
 
 class Sender:
@@ -30,10 +34,16 @@ class Sender:
         # Set instead of sealing with a key past its reject limits; the link then fails.
         self.expired: SessionExpired | None = None
         self.expired_at: float | None = None
+        # Bumped when a timer deadline may have moved earlier: a rekey fell due, the key expired,
+        # a key was installed (LinkConnection.deadline_version).
+        self.deadline_changes = 0
         self._records: list[bytes] = []  # the plaintext being filled
         self._records_len = 0
         self._plaintexts: list[bytes] = []  # full plaintexts, not sealed yet
         self._output: list[bytes] = []  # frames for the socket
+        # Whether anything is queued, sealed or framed and not yet taken: False lets
+        # `LinkConnection.data_to_send` answer without a call.
+        self.busy = False
 
     @property
     def epoch(self) -> int:
@@ -59,11 +69,13 @@ class Sender:
         self._cipher = TransportCipher(key, epoch)
         self.key_created = now
         self.rekey_due = False
+        self.deadline_changes += 1
 
     def write_frame(self, message: bytes) -> None:
         """A handshake message: framed, not encrypted."""
         self._output.append(length_prefix(len(message)))
         self._output.append(message)
+        self.busy = True
 
     def queue(self, record: bytes) -> None:
         """Queue one record; a record never spans two plaintexts."""
@@ -71,6 +83,7 @@ class Sender:
             self._close_plaintext()
         self._records.append(record)
         self._records_len += len(record)
+        self.busy = True
 
     def _close_plaintext(self) -> None:
         records = self._records
@@ -80,8 +93,33 @@ class Sender:
         self._records = []
         self._records_len = 0
 
+    def seal_and_take(self, now: float) -> bytes:
+        """`seal_queued(now)`, then `take_output()`: what the socket gets now."""
+        records = self._records
+        if self._plaintexts:
+            self.seal_queued(now)
+        elif records:  # seal_queued's usual case
+            self._records = []
+            self._records_len = 0
+            self.seal(records[0] if len(records) == 1 else b"".join(records), now)
+        self.busy = False
+        output = self._output
+        if not output:
+            return b""
+        data = b"".join(output)
+        output.clear()
+        self._stats.bytes_out += len(data)
+        return data
+
     def seal_queued(self, now: float) -> None:
         """Seal every queued record, in order, under the current send key."""
+        records = self._records
+        if not self._plaintexts:  # the usual case: what was queued fits one plaintext
+            if records:
+                self._records = []
+                self._records_len = 0
+                self.seal(records[0] if len(records) == 1 else b"".join(records), now)
+            return
         self._close_plaintext()
         plaintexts, self._plaintexts = self._plaintexts, []
         for plaintext in plaintexts:
@@ -107,16 +145,21 @@ class Sender:
             )
             return
         message = cipher.encrypt(plaintext)
-        self._output.append(length_prefix(len(message)))
-        self._output.append(message)
+        size = len(message)
+        output = self._output
+        output.append(_LENGTH.pack(size) if size <= C.MAX_MESSAGE_LEN else length_prefix(size))
+        output.append(message)
+        self.busy = True
         self.last_sent = now
         self._stats.messages_out += 1
-        if cipher.counter >= config.rekey_after_messages:
+        if cipher.counter >= config.rekey_after_messages and not self.rekey_due:
             self.rekey_due = True
+            self.deadline_changes += 1
 
     def _expire(self, message: str, now: float) -> None:
         self.expired = SessionExpired(message)
         self.expired_at = now
+        self.deadline_changes += 1
         self.discard()
 
     def take_output(self) -> bytes:
@@ -126,6 +169,8 @@ class Sender:
         data = b"".join(self._output)
         self._output.clear()
         self._stats.bytes_out += len(data)
+        if not self.has_queued:
+            self.busy = False
         return data
 
     def discard(self) -> None:
@@ -134,3 +179,4 @@ class Sender:
         self._records_len = 0
         self._plaintexts.clear()
         self._output.clear()
+        self.busy = False

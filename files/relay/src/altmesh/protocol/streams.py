@@ -13,6 +13,8 @@ acknowledges what it consumed, in batches of at least 1/WINDOW_UPDATE_FRACTION o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from altmesh.protocol.constants import MAX_STREAM_ID, MAX_STREAM_WINDOW, WINDOW_UPDATE_FRACTION
 from altmesh.protocol.errors import (
     FlowControlError,
@@ -131,6 +133,9 @@ class StreamTable:
         """`stream_window`: credit we give the peer per stream; `peer_may_open`: streams the peer
         may hold open (what we advertise); `we_may_open`: our own ceiling (config)."""
         self._streams: dict[int, StreamState] = {}
+        # The open streams by id, for the link's hot path to look up without a call; only the
+        # table changes it.
+        self.open_streams: Mapping[int, StreamState] = self._streams
         self._is_initiator = is_initiator
         self._next_local_id = 1 if is_initiator else 2
         self._peer_last_id = 0

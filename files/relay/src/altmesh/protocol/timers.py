@@ -49,16 +49,22 @@ class LinkTimers:
     # ---------------------------------------------------------------- established
     def established_deadline(self, *, rekey_running: bool) -> float:
         config, sender, receiver = self._config, self._sender, self._receiver
-        deadlines = [
-            sender.last_sent + config.keepalive_interval,
-            receiver.last_received + config.effective_idle_timeout,
-            min(sender.key_created, receiver.key_created) + config.reject_after_time,
-        ]
+        sent, send_key = sender.last_sent, sender.key_created
+        deadline = sent + config.keepalive_interval
+        idle = receiver.last_received + config.effective_idle_timeout
+        if idle < deadline:
+            deadline = idle
+        oldest_key = receiver.key_created if receiver.key_created < send_key else send_key
+        reject = oldest_key + config.reject_after_time
+        if reject < deadline:
+            deadline = reject
         if not rekey_running:
-            deadlines.append(sender.key_created + config.rekey_after_time)
-            if sender.rekey_due:
-                deadlines.append(sender.last_sent)  # due since that message was sealed
-        return min(deadlines)
+            rekey = send_key + config.rekey_after_time
+            if rekey < deadline:
+                deadline = rekey
+            if sender.rekey_due and sent < deadline:
+                deadline = sent  # due since that message was sealed
+        return deadline
 
     def check_established(self, now: float, *, rekey_running: bool) -> TimerWork:
         """Raise the fatal timeouts; say whether a rekey or a keepalive is due."""

@@ -168,14 +168,34 @@ class Forwarder:
             link.conn.acknowledge(stream_id, len(data))
             return
         route, half = entry
-        self.metrics.bytes_in.inc(len(data))
+        size = len(data)
+        self.metrics.stream_bytes_in += size
         capture = self.capture
         if capture is not None and capture.tell() < CAPTURE_LIMIT:
             capture.write(data)
             capture.flush()
-        half.pending.append(data)
-        self._wait(route, len(data))
-        self._forward(route, half)
+        dest = route.b if half is route.a else route.a
+        if half.pending or route.closed or dest.link.write_paused:
+            # Bytes wait already (keep their order), or the destination does not read.
+            half.pending.append(data)
+            self._wait(route, size)
+            self._forward(route, half)
+        else:
+            # The usual case, `_forward` written out for one chunk that waits for nothing: the
+            # destination takes it now (as far as its credit goes), and only what it does not
+            # take waits in the relay.
+            try:
+                accepted = dest.link.conn.send_stream_data(dest.stream_id, data)
+            except LinkNotEstablished as error:  # the destination link is ending
+                log.debug("route failed: %s", error)
+                self._close_route(route, reset_other_of=dest, reason="a link of the path was lost")
+                return
+            if accepted < size:
+                half.pending.append(data[accepted:] if accepted else data)
+                self._wait(route, size - accepted)
+            if accepted:
+                self._carried(route, half, accepted)
+            dest.link.kick()
         if self.buffer.over:
             self._shed()
 
@@ -247,14 +267,19 @@ class Forwarder:
             return
         if forwarded:
             self._wait(route, -forwarded)
-            self.shares.carried(route, forwarded)
-            self.metrics.bytes_out.inc(forwarded)
-            self.unsaved["bytes_forwarded"] += forwarded
-            source.link.conn.acknowledge(source.stream_id, forwarded)
-            source.link.kick()
+            self._carried(route, source, forwarded)
         dest.link.kick()
         if route.a.fin_sent and route.b.fin_sent:
             self._close_route(route, reset_other_of=None, reason="")
+
+    def _carried(self, route: Route, source: Half, nbytes: int) -> None:
+        """`nbytes` that `source` received left on the other half: counted, and acknowledged to
+        the source (its credit comes back)."""
+        self.shares.carried(route, nbytes)
+        self.metrics.stream_bytes_out += nbytes
+        self.unsaved["bytes_forwarded"] += nbytes
+        if source.link.conn.acknowledge(source.stream_id, nbytes):
+            source.link.kick()
 
     def _close_route(
         self,

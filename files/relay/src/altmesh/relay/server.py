@@ -24,7 +24,7 @@ from altmesh.client.dnssec import AltResolver, parse_trust_anchors
 from altmesh.config import Config, ConfigError, load_config
 from altmesh.keyfile import KeyFileError, decode_public_key, encode_public_key, read_private_key
 from altmesh.metrics import NodeMetrics
-from altmesh.net.link import LinkTransport, ReadBuffer
+from altmesh.net.link import LinkTransport, ReadBuffer, flush_kicked_after
 from altmesh.protocol import (
     Event,
     HandshakeComplete,
@@ -483,7 +483,12 @@ class Relay:
         if isinstance(decision, Target):
             route = self.forwarding.open_route(link, event, decision.link, decision.hops_left)
             if route is not None and not from_relay:
-                self._send_path(link, event, decision)
+                # At the loop's next pass: the link that was read is written first when its
+                # input is done, so a STREAM_PATH queued now would leave before the OPEN that
+                # the stream waits for; the path is only for the node to show.
+                asyncio.get_running_loop().call_soon(
+                    flush_kicked_after, self._send_path, link, event, decision
+                )
         else:
             self.forwarding.open_route(link, event, decision)
 
@@ -495,6 +500,8 @@ class Relay:
             routed = self.routing.path(event.destination) if self.routing is not None else ()
             keys = routed if routed[:1] == (me,) else (me, *routed)
         hops = tuple(PathHop(key, self._relay_name(key)) for key in keys)
+        if link.closed:
+            return
         try:
             link.conn.send_route_info(encode_stream_path(StreamPath(event.stream_id, hops)))
         except LinkNotEstablished:
