@@ -178,7 +178,13 @@ def test_a_full_on_disk_queue_drops_the_oldest_events_and_reports_how_many(
             return [e for e in dashboard.stored_events(RELAY_NAME) if e["kind"] == "events_dropped"]
 
         helpers.wait_until(lambda: bool(dropped_reported()), 20, "an events_dropped event")
-        assert [e["peer"] for e in handshake_failures(dashboard)] == peers[30:]
+        stored = [e["peer"] for e in handshake_failures(dashboard)]
+        # The 100 newest are all stored, in order. A batch the relay sent while gunicorn was
+        # stopped can still be stored (the test keeps the listening socket, so the request
+        # waits in its backlog and is answered after the restart, when the relay has given up
+        # on it): the only others allowed are such older events, in their order.
+        assert stored[-100:] == peers[30:], stored
+        assert stored == [peer for peer in peers if peer in set(stored)], stored
         [report] = dropped_reported()
         assert isinstance(report["detail"], dict)
         assert report["detail"]["reason"] == "queue_full"
