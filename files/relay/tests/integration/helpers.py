@@ -273,9 +273,14 @@ async def raw_link(
     relay_public: bytes,
     timeout: float = 10.0,
     config: LinkConfig | None = None,
+    *,
+    probe: bool = False,
 ) -> tuple[LinkConnection, asyncio.StreamReader, asyncio.StreamWriter]:
-    """An established link to the relay from a bare initiator in this process."""
-    conn, _first, reader, writer = await _raw_handshake(port, local, relay_public, timeout, config)
+    """An established link to the relay from a bare initiator in this process (`probe`: a
+    link that only measures, HANDSHAKE_FLAG_PROBE)."""
+    conn, _first, reader, writer = await _raw_handshake(
+        port, local, relay_public, timeout, config, probe=probe
+    )
     return conn, reader, writer
 
 
@@ -293,10 +298,12 @@ async def _raw_handshake(
     relay_public: bytes,
     timeout: float,
     config: LinkConfig | None,
+    *,
+    probe: bool = False,
 ) -> tuple[LinkConnection, bytes, asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
     conn = LinkConnection.initiator(
-        config or link_config(), local, relay_public, timestamps=TIMESTAMPS
+        config or link_config(), local, relay_public, timestamps=TIMESTAMPS, probe=probe
     )
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     conn.start(loop.time())

@@ -27,14 +27,17 @@ from altmesh.protocol import (
     HandshakeComplete,
     LinkConnection,
     MemoryReplayStore,
+    PongReceived,
     ReorderWindow,
     StaticKeyPair,
     StreamData,
     StreamEnded,
+    StreamOpened,
     StreamReset,
     node_address,
 )
 from altmesh.protocol import network_prefix as parse_prefix
+from altmesh.protocol.constants import ResetCode
 from altmesh.state import StateDB
 from altmesh.testing.named import NamedServer
 
@@ -573,6 +576,52 @@ def test_service_accepts_streams_only_through_the_end_to_end_session(mesh: Mesh)
     helpers.wait_until(
         lambda: len(mesh.web.security_events()) > events_before, 5, "service security event"
     )
+
+
+def test_a_probe_link_gets_pongs_but_streams_to_its_node_never_go_over_it(mesh: Mesh) -> None:
+    """A node that only measures the relay (HANDSHAKE_FLAG_PROBE) is not attached: its PING is
+    answered, and a stream another node opens to its address is refused (no route) instead of
+    being sent down the probe link; once the node links without the flag the same stream reaches
+    it. (Nodes probe the relays they are not attached to: attached through probes, they drew
+    their own streams to those relays, which reset them when the probe closed.)"""
+    key, opener = StaticKeyPair.generate(), StaticKeyPair.generate()
+    address = node_address(parse_prefix(helpers.PREFIX), key.public)
+
+    async def run() -> tuple[list[object], list[object], list[object], list[object]]:
+        loop = asyncio.get_running_loop()
+        port, relay = mesh.relay_port, mesh.relay.public
+        probe, probe_reader, probe_writer = await helpers.raw_link(port, key, relay, probe=True)
+        assert probe.probe
+        probe.ping(loop.time())
+        pongs = await link_events_until(
+            probe, probe_reader, probe_writer, lambda e: isinstance(e, PongReceived)
+        )
+        sender, reader, writer = await helpers.raw_link(port, opener, relay)
+        sender.open_stream(address, 80)
+        refused = await link_events_until(
+            sender, reader, writer, lambda e: isinstance(e, StreamReset)
+        )
+        # the probe link saw no stream (it is still open: a PING is answered)
+        probe.ping(loop.time())
+        on_probe = await link_events_until(
+            probe, probe_reader, probe_writer, lambda e: isinstance(e, PongReceived)
+        )
+        node, node_reader, node_writer = await helpers.raw_link(port, key, relay)
+        sender.open_stream(address, 80)
+        writer.write(sender.data_to_send(loop.time()))
+        reached = await link_events_until(
+            node, node_reader, node_writer, lambda e: isinstance(e, StreamOpened)
+        )
+        for each in (probe_writer, writer, node_writer):
+            each.close()
+        return pongs, refused, on_probe, reached
+
+    pongs, refused, on_probe, reached = asyncio.run(run())
+    assert any(isinstance(e, PongReceived) for e in pongs)
+    resets = [e for e in refused if isinstance(e, StreamReset)]
+    assert [e.code for e in resets] == [ResetCode.NO_ROUTE], resets
+    assert not any(isinstance(e, StreamOpened) for e in on_probe)
+    assert any(isinstance(e, StreamOpened) for e in reached)
 
 
 def test_tampered_transport_message_is_a_logged_decryption_failure(mesh: Mesh) -> None:

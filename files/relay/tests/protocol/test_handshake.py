@@ -191,6 +191,27 @@ def test_rekey_flag_in_a_first_handshake_is_refused() -> None:
         _responder().receive_data(_handcrafted_init(_payload(flags=1)), 0.0)
 
 
+def test_a_probe_handshake_establishes_and_both_sides_know_the_link_only_measures() -> None:
+    initiator_conn = LinkConnection.initiator(
+        config(), fixed_key(1), fixed_key(2).public, timestamps=issuer(), probe=True
+    )
+    responder_conn = _responder()
+    initiator_conn.start(0.0)
+    responder_conn.receive_data(initiator_conn.data_to_send(0.0), 0.0)
+    initiator_conn.receive_data(responder_conn.data_to_send(0.0), 0.0)
+    assert initiator_conn.established and responder_conn.established
+    assert initiator_conn.probe and responder_conn.probe
+    (done,) = [e for e in iter(responder_conn.next_event, None)]
+    assert isinstance(done, ev.HandshakeComplete) and done.probe
+    assert not make_pair().responder.probe  # an ordinary link is none
+
+
+def test_a_probe_flag_beside_the_rekey_flag_or_an_unknown_flag_is_refused() -> None:
+    for flags in (C.HANDSHAKE_FLAG_PROBE | C.HANDSHAKE_FLAG_REKEY, 0x04, 0x80):
+        with pytest.raises(HandshakeError):
+            _responder().receive_data(_handcrafted_init(_payload(flags=flags)), 0.0)
+
+
 def test_responder_with_a_claimed_address_that_its_key_does_not_give_is_refused() -> None:
     """The responder proves its key by IK; its claimed address is checked against it."""
     client = initiator(config(), fixed_key(1), fixed_key(2).public)

@@ -4,9 +4,12 @@
   `client.dns_discovery`, the network's DNS-SD relay set, read again every
   `client.dns_refresh_seconds` (`altmesh.client.candidates`); after an error, or an empty set
   (a network still being built), after at most 30 s or EMPTY_SET_RETRY_SECONDS.
-- **Measuring**: a probe is a short link to a candidate: connect, the link handshake (its time is
-  recorded), then PINGs; the lowest round trip is the sample. At start every candidate is probed
-  at once and the best probe's link is kept as the node's link; after that the other candidates
+- **Measuring**: a probe is a short link to a candidate, flagged as a probe in its handshake
+  (HANDSHAKE_FLAG_PROBE: the relay answers its PINGs but routes nothing to this node through it,
+  so probing another relay never pulls the node's streams there): connect, the link handshake
+  (its time is recorded), then PINGs; the lowest round trip is the sample. At start every
+  candidate is probed at once and the best measured is joined with a link of its own; after that
+  the other candidates
   are probed every `client.candidate_probe_seconds` and the current relay is measured by the
   PINGs on its link (`client.probe_interval_seconds`).
 - **Choosing** is `altmesh.client.selection` (pure): the best by RTT and SRV weight, moving only
@@ -163,6 +166,7 @@ class Uplink:
         self._refusals_reported: set[bytes] = set()
         self._failures_reported: dict[bytes, str] = {}  # a relay's last failure logged at INFO
         self._probing: set[bytes] = set()
+        self._first_probe_tasks: list[asyncio.Task[None]] = []
         self._probe_slots = asyncio.Semaphore(PROBES_AT_ONCE)
         self._first_discovery = asyncio.Event()
 
@@ -390,11 +394,14 @@ class Uplink:
 
     # ------------------------------------------------------------------ connecting
 
-    async def _connect(self, candidate: RelayCandidate) -> Connected | ConnectFailure:
-        """A link to the candidate, trying its endpoints in order."""
+    async def _connect(
+        self, candidate: RelayCandidate, *, probe: bool = False
+    ) -> Connected | ConnectFailure:
+        """A link to the candidate, trying its endpoints in order. `probe`: a link that only
+        measures (the relay does not attach this node through it)."""
         failures: list[ConnectFailure] = []
         for endpoint in candidate.endpoints:
-            result = await self._connect_endpoint(candidate, endpoint)
+            result = await self._connect_endpoint(candidate, endpoint, probe=probe)
             if isinstance(result, Connected):
                 return result
             failures.append(result)
@@ -405,12 +412,12 @@ class Uplink:
         return min(failures, key=lambda failure: order.get(failure.kind, 3))
 
     async def _connect_endpoint(
-        self, candidate: RelayCandidate, endpoint: HostPort
+        self, candidate: RelayCandidate, endpoint: HostPort, *, probe: bool = False
     ) -> Connected | ConnectFailure:
         node = self.node
         loop = asyncio.get_running_loop()
         conn = LinkConnection.initiator(
-            node.link_cfg, node.keys[0], candidate.key, timestamps=node.timestamps
+            node.link_cfg, node.keys[0], candidate.key, timestamps=node.timestamps, probe=probe
         )
         state = ClientLinkState(candidate.key)
         timeout = min(CONNECT_TIMEOUT, node.link_cfg.handshake_timeout)
@@ -483,18 +490,20 @@ class Uplink:
 
     # ------------------------------------------------------------------ measuring
 
-    async def _probe(self, candidate: RelayCandidate, *, keep: bool = False) -> Connected | None:
-        """Measure one candidate: handshake time and the lowest of a few PING round trips.
-        The link is closed afterwards (once idle) unless `keep`."""
+    async def _probe(self, candidate: RelayCandidate) -> None:
+        """Measure one candidate: handshake time and the lowest of a few PING round trips, on
+        a probe link (HANDSHAKE_FLAG_PROBE: the relay does not attach this node through it, so
+        streams to this node keep going to the relay it is attached to). The link is closed
+        afterwards."""
         if candidate.key in self._probing:
-            return None
+            return
         self._probing.add(candidate.key)
         try:
             async with self._probe_slots:
-                result = await self._connect(candidate)
+                result = await self._connect(candidate, probe=True)
             if isinstance(result, ConnectFailure):
                 self._failed(candidate, result)
-                return None
+                return
             link = result.link
             self.selector.record_handshake(candidate.key, result.seconds)
             for _ in range(PROBE_PINGS):
@@ -511,43 +520,30 @@ class Uplink:
                 self._failed(
                     candidate, ConnectFailure("silent", result.endpoint, "no answer to PING")
                 )
-            if keep and link.app.rtts and not link.closed:
-                return result
-            self.draining.add(link)  # closed now, or once the streams it carries end
+            self.draining.add(link)  # closed now (a probe link carries no stream)
             self.streams_changed(link)
-            return None
         finally:
             self._probing.discard(candidate.key)
 
     async def _first_probes(self) -> tuple[Choice, Connected] | None:
-        """Probe every candidate at once; join the best measured within FIRST_PROBE_WAIT."""
+        """Probe every candidate at once; join the best measured within FIRST_PROBE_WAIT (a
+        new link: probe links never carry the node's streams). Probes still under way report
+        when done."""
         candidates = self.selector.candidates
         if not candidates:
             return None
-        probes = {
-            asyncio.create_task(self._probe(candidate, keep=True)): candidate
-            for candidate in candidates
-        }
-        done, pending = await asyncio.wait(probes, timeout=FIRST_PROBE_WAIT)
-        links = {probes[task].key: result for task in done if (result := task.result()) is not None}
-        for task in pending:  # still measuring: they report when done, their links closed
-            task.add_done_callback(self._close_probe_link)
+        probes = [asyncio.create_task(self._probe(candidate)) for candidate in candidates]
+        self._first_probe_tasks = probes  # referenced until done
+        await asyncio.wait(probes, timeout=FIRST_PROBE_WAIT)
         choice = self.selector.choose(self.clock())
-        kept = links.pop(choice.candidate.key, None) if choice is not None else None
-        for connected in links.values():
-            self.draining.add(connected.link)
-            self.streams_changed(connected.link)
-        if choice is None or kept is None:
+        if choice is None:
             return None
-        return choice, kept
-
-    def _close_probe_link(self, task: asyncio.Task[Connected | None]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        result = task.result()
-        if result is not None:
-            self.draining.add(result.link)
-            self.streams_changed(result.link)
+        self._set_state("connecting")
+        result = await self._connect(choice.candidate)
+        if isinstance(result, ConnectFailure):
+            self._failed(choice.candidate, result)
+            return None
+        return choice, result
 
     async def _probe_loop(self) -> None:
         interval = self.client.candidate_probe_seconds

@@ -41,6 +41,9 @@ E2E_HANDSHAKE_RESPONSE_LEN: Final = KEY_LEN + E2E_RESPONSE_PAYLOAD_LEN + TAG_LEN
 
 # Handshake payload flags: set in the handshakes that run inside a link to replace its keys.
 HANDSHAKE_FLAG_REKEY: Final = 0x01
+# Set by a node in the first handshake of a link that only measures the relay (RTT probes): the
+# relay answers its PINGs but does not attach the node there (no route to the node's address).
+HANDSHAKE_FLAG_PROBE: Final = 0x02
 
 # Address derivation: ULA /48 + the first 80 bits of BLAKE2s-256(label || public key).
 ADDRESS_HASH_LABEL: Final = b"altmesh-address-v1"

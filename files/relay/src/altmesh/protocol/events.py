@@ -12,6 +12,7 @@ class HandshakeComplete:
 
     remote_static: bytes
     remote_address: ipaddress.IPv6Address
+    probe: bool = False  # the initiator only measures this link (HANDSHAKE_FLAG_PROBE)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from noise.connection import Keypair, NoiseConnection  # type: ignore[import-unt
 
 from altmesh.protocol.constants import (
     ADDRESS_LEN,
+    HANDSHAKE_FLAG_PROBE,
     HANDSHAKE_FLAG_REKEY,
     INITIATOR_PAYLOAD_LEN,
     KEY_LEN,
@@ -39,8 +40,9 @@ from altmesh.protocol.errors import (
 )
 from altmesh.protocol.keys import StaticKeyPair
 
-_KNOWN_FLAGS = HANDSHAKE_FLAG_REKEY
+_KNOWN_FLAGS = HANDSHAKE_FLAG_REKEY | HANDSHAKE_FLAG_PROBE
 FLAG_REKEY = HANDSHAKE_FLAG_REKEY
+FLAG_PROBE = HANDSHAKE_FLAG_PROBE
 _INITIATOR_PAYLOAD = struct.Struct(f">BB{TAI64N_LEN}s{ADDRESS_LEN}sII")
 _RESPONDER_PAYLOAD = struct.Struct(f">BB{ADDRESS_LEN}sII")
 assert _INITIATOR_PAYLOAD.size == INITIATOR_PAYLOAD_LEN

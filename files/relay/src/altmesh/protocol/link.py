@@ -112,6 +112,7 @@ class LinkConnection:
         self._local: StaticKeyPair = self._local_keys[0]
         self._remote_static: bytes | None = remote_public
         self._remote_address: ipaddress.IPv6Address | None = None
+        self._probe = False  # a measuring link (HANDSHAKE_FLAG_PROBE), either side
         self._authorize = authorize
         self._replay_store = replay_store
         self._timestamps = timestamps
@@ -149,14 +150,17 @@ class LinkConnection:
         *,
         timestamps: TimestampIssuer,
         ephemeral_private: bytes | None = None,
+        probe: bool = False,
     ) -> LinkConnection:
         """The connecting side; it must know the responder's static key.
 
-        `ephemeral_private` fixes the ephemeral key: only for recorded test vectors.
+        `probe`: the link only measures the responder (HANDSHAKE_FLAG_PROBE): a relay does not
+        attach this node through it. `ephemeral_private` fixes the ephemeral key: only for
+        recorded test vectors.
         """
         if len(remote_public) != C.KEY_LEN:
             raise InvalidArgument(f"remote public key must be {C.KEY_LEN} bytes")
-        return cls(
+        link = cls(
             config,
             is_initiator=True,
             local_keys=(local,),
@@ -166,6 +170,8 @@ class LinkConnection:
             timestamps=timestamps,
             ephemeral_private=ephemeral_private,
         )
+        link._probe = probe
+        return link
 
     @classmethod
     def responder(
@@ -217,8 +223,9 @@ class LinkConnection:
             self._remote_static,
             ephemeral_private=self._ephemeral_private,
         )
+        flags = C.HANDSHAKE_FLAG_PROBE if self._probe else 0
         payload = initiator_payload(
-            self.config, self._local, flags=0, timestamp=self._timestamps.next()
+            self.config, self._local, flags=flags, timestamp=self._timestamps.next()
         )
         self._sender.write_frame(self._handshake.write_init(payload))
         self._state = _State.AWAIT_RESPONSE
@@ -479,6 +486,12 @@ class LinkConnection:
         return self._remote_address
 
     @property
+    def probe(self) -> bool:
+        """A link that only measures (HANDSHAKE_FLAG_PROBE): made so by the initiator, learnt
+        by the responder in the handshake."""
+        return self._probe
+
+    @property
     def local_static(self) -> StaticKeyPair:
         """Our static key pair used on this link (responders: the one the peer addressed)."""
         return self._local
@@ -562,6 +575,8 @@ class LinkConnection:
         self._local = established.local
         self._remote_static = established.remote_static
         self._remote_address = established.remote_address
+        if established.probe:
+            self._probe = True
         self._streams.set_peer_limits(established.peer_stream_window, established.peer_max_streams)
         self._sender.install_key(established.keys.send_key, 0, now)
         self._receiver.install_key(established.keys.receive_key, 0, now)
@@ -579,7 +594,9 @@ class LinkConnection:
         self._deadline_changes += 1
         self._stats.handshakes += 1
         self._events.append(
-            HandshakeComplete(established.remote_static, established.remote_address)
+            HandshakeComplete(
+                established.remote_static, established.remote_address, probe=self._probe
+            )
         )
 
     # ---------------------------------------------------------------- records

@@ -18,6 +18,8 @@ from altmesh.protocol.errors import (
     ReplayedHandshake,
 )
 from altmesh.protocol.handshake import (
+    FLAG_PROBE,
+    FLAG_REKEY,
     InitiatorHandshake,
     InitiatorPayload,
     ResponderHandshake,
@@ -63,6 +65,7 @@ class Established:
     peer_stream_window: int
     peer_max_streams: int
     reply: bytes | None  # the responder's message 2, to be sent; None for initiators
+    probe: bool = False  # responders: the initiator only measures (HANDSHAKE_FLAG_PROBE)
 
 
 def respond(
@@ -83,7 +86,7 @@ def respond(
     payload = InitiatorPayload.decode(responder.read_init(message))
     assert responder.local is not None and responder.remote_static is not None
     remote = responder.remote_static
-    if payload.flags != 0:
+    if payload.flags & FLAG_REKEY:
         raise HandshakeError("rekey handshake sent as the first message of a link")
     if not address_matches(payload.address, config.prefix, remote):
         raise AddressMismatch(
@@ -104,6 +107,7 @@ def respond(
         peer_stream_window=payload.stream_window,
         peer_max_streams=payload.max_streams,
         reply=reply,
+        probe=bool(payload.flags & FLAG_PROBE),
     )
 
 

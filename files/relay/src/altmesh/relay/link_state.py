@@ -18,11 +18,13 @@ class RelayLinkState:
     attached: bool = False
     # mesh: the peer is a relay of the mesh (the key it proved); None for a node's link
     mesh_peer: bytes | None = None
+    # a node's link that only measures this relay (HANDSHAKE_FLAG_PROBE): never attached
+    probe: bool = False
 
     @property
     def established(self) -> bool:
-        """The handshake completed and the link was classified (a node's, or a relay's)."""
-        return self.attached or self.mesh_peer is not None
+        """The handshake completed and the link was classified (a node's, a probe, a relay's)."""
+        return self.attached or self.probe or self.mesh_peer is not None
 
 
 RelayLink = LinkTransport[RelayLinkState]

@@ -415,9 +415,9 @@ class Relay:
                 self.forwarding.on_ended(link, stream_id)
             case StreamReset(stream_id, code, reason):
                 self.forwarding.on_reset(link, stream_id, code, reason)
-            case HandshakeComplete(remote_static, remote_address):
+            case HandshakeComplete(remote_static, remote_address, probe):
                 self.admission.handshake_ended(link)
-                self._established(link, remote_static, remote_address)
+                self._established(link, remote_static, remote_address, probe=probe)
             case Rekeyed(initiated_by_us):
                 self.security.rekeyed(link, initiated_by_us)
             case SecurityNotice(kind, detail):
@@ -453,14 +453,26 @@ class Relay:
     # ------------------------------------------------------------------ what links do
 
     def _established(
-        self, link: RelayLink, remote_static: bytes, remote_address: ipaddress.IPv6Address
+        self,
+        link: RelayLink,
+        remote_static: bytes,
+        remote_address: ipaddress.IPv6Address,
+        *,
+        probe: bool = False,
     ) -> None:
-        """A handshake completed: the peer is a relay of the mesh, or a node that attaches."""
+        """A handshake completed: the peer is a relay of the mesh, a node that attaches, or a
+        node that only measures this relay (a probe link: it gets PONGs, and no route to its
+        address goes through here, so a node that probes the relays it is not attached to does
+        not pull its own streams away from the relay it is attached to)."""
         if link.app.established:
             return  # a link is classified once: rekeys are internal to the core
         self.metrics.handshakes.labels("ok").inc()
         self.unsaved["handshakes_ok"] += 1
         self.metrics.links.inc()
+        if probe:
+            link.app.probe = True
+            log.debug("probe link from %s: key %s", link.peername, encode_public_key(remote_static))
+            return
         if self.mesh is not None and self.mesh.link_established(link):
             return  # kept as the peer's link, or closed as a duplicate
         self.attached.attach(link, remote_static, remote_address)
