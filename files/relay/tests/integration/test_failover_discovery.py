@@ -9,6 +9,8 @@ as the dashboard sends them), and both nodes read the set again every `dns_refre
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +21,10 @@ import dns.rcode
 import dns.tsigkeyring
 import dns.update
 import pytest
-from altmesh.client.uplink import EMPTY_SET_RETRY_SECONDS
+from altmesh.client.uplink import EMPTY_SET_RETRY_SECONDS, LOSS_REFRESH_MIN_SECONDS
 
 from . import helpers
-from .test_failover import Failover, failover_net, relay_set_records
+from .test_failover import Failover, echo_once, failover_net, relay_set_records
 
 REFRESH = 10.0  # the smallest dns_refresh_seconds allowed; the node adds up to 10 % jitter
 # One refresh (with its jitter), the probe of the new relay, the signer and the load: a node
@@ -96,7 +98,7 @@ def test_a_relay_published_later_is_measured_and_a_withdrawn_one_dropped_at_the_
 @pytest.fixture
 def unpublished(tmp_path: Path) -> Iterator[Failover]:
     """No relay in DNS-SD when the nodes start (a network being built), and the default refresh
-    interval (300 s): only the bootstrap relay a, named by its [[relays]] entry."""
+    interval (60 s): only the bootstrap relay a, named by its [[relays]] entry."""
     with failover_net(tmp_path, "candidate_probe_seconds = 1\n", published=()) as net:
         yield net
 
@@ -125,3 +127,43 @@ def test_an_empty_relay_set_is_read_again_soon_not_after_the_whole_refresh_inter
     )
     assert set(seen) == {net.client.name, net.service.name}, seen
     assert max(seen.values()) <= 1.1 * EMPTY_SET_RETRY_SECONDS + 5.0, seen
+
+
+@pytest.fixture
+def rarely_read(tmp_path: Path) -> Iterator[Failover]:
+    """Only relay a in DNS-SD at start, and a refresh interval far longer than the test."""
+    options = "dns_refresh_seconds = 3600\ncandidate_probe_seconds = 1\n"
+    with failover_net(tmp_path, options, published=("a",)) as net:
+        yield net
+
+
+def test_a_relay_published_since_the_last_read_is_found_at_once_when_the_relay_dies(
+    rarely_read: Failover, figures: dict[str, str]
+) -> None:
+    """b joins the relay set after the nodes read it (their next read is an hour away); then a,
+    their relay, is killed: they read the set again at once, and a new stream succeeds through
+    b within 3 s."""
+    net = rarely_read
+    update_relay_set(net, publish="b", withdraw="c")  # c was never published: a no-op
+    # the nodes read the set at start; a read after a loss waits until this long after the last
+    time.sleep(LOSS_REFRESH_MIN_SECONDS)
+    for node in (net.client, net.service):
+        assert candidate_names(node) == {"a"}, node.name  # not read again yet
+
+    async def kill_and_measure() -> float:
+        assert await echo_once(net.socks_port, timeout=5)
+        _node, _port, relay = net.relays["a"]
+        killed_at = time.monotonic()
+        relay.popen.send_signal(signal.SIGKILL)
+        while not await echo_once(net.socks_port, timeout=0.5):
+            assert time.monotonic() - killed_at < 20, "no new stream succeeded for 20 s"
+            await asyncio.sleep(0.05)
+        return time.monotonic() - killed_at
+
+    seconds = asyncio.run(kill_and_measure())
+    figures["relay died, its replacement published since the nodes' last read: new stream"] = (
+        f"{seconds:.2f} s"
+    )
+    assert seconds < 3.0
+    for node in (net.client, net.service):
+        assert helpers.node_status(node)["relay_name"] == "b", node.name

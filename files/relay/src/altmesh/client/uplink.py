@@ -3,7 +3,9 @@
 - **Candidates**: the configured `[[relays]]` (the bootstrap) and, with `[dns]` and
   `client.dns_discovery`, the network's DNS-SD relay set, read again every
   `client.dns_refresh_seconds` (`altmesh.client.candidates`); after an error, or an empty set
-  (a network still being built), after at most 30 s or EMPTY_SET_RETRY_SECONDS.
+  (a network still being built), after at most 30 s or EMPTY_SET_RETRY_SECONDS; and at once
+  when the node loses its relay (at most every LOSS_REFRESH_MIN_SECONDS), so that a relay added
+  since the last read is there to fail over to.
 - **Measuring**: a probe is a short link to a candidate, flagged as a probe in its handshake
   (HANDSHAKE_FLAG_PROBE: the relay answers its PINGs but routes nothing to this node through it,
   so probing another relay never pulls the node's streams there): connect, the link handshake
@@ -58,6 +60,9 @@ CONNECT_TIMEOUT = 5.0
 FIRST_DISCOVERY_WAIT = 1.0
 # An empty DNS-SD relay set is read again after this long (or dns_refresh_seconds if shorter).
 EMPTY_SET_RETRY_SECONDS = 10.0
+# A lost relay makes the node read the relay set again at once (a relay added since the last read
+# may be the one to move to), but not more often than this.
+LOSS_REFRESH_MIN_SECONDS = 5.0
 FIRST_PROBE_WAIT = 2.0
 PROBE_PINGS = 3
 PROBE_PING_TIMEOUT = 2.0
@@ -169,6 +174,7 @@ class Uplink:
         self._first_probe_tasks: list[asyncio.Task[None]] = []
         self._probe_slots = asyncio.Semaphore(PROBES_AT_ONCE)
         self._first_discovery = asyncio.Event()
+        self._refresh_now = asyncio.Event()  # read the relay set now (a relay was lost)
 
     # ------------------------------------------------------------------ for the node
 
@@ -332,6 +338,7 @@ class Uplink:
                 reason = link.app.lost_reason or "link closed"
                 self.selector.record_failure(key, now, f"link lost: {reason}")
                 self.selector.left()
+                self._refresh_now.set()
                 self._note("lost", name, reason)
                 log.warning("link to relay %s lost (%s); failing over", name, reason)
                 return None, key, f"failover: {name} was lost ({reason})"
@@ -343,6 +350,7 @@ class Uplink:
                 link.abort(f"relay silent: {reason}")  # resets its streams
                 self.selector.record_failure(key, now, f"silent: {reason}")
                 self.selector.left()
+                self._refresh_now.set()
                 self._note("silent", name, reason)
                 log.warning("relay %s went silent (%s); failing over", name, reason)
                 return None, key, f"failover: {name} went silent ({reason})"
@@ -599,7 +607,15 @@ class Uplink:
                     self._candidates_changed.set()
                     self._candidates_changed = asyncio.Event()
             self._first_discovery.set()
-            await asyncio.sleep(delay * self.rng.uniform(0.9, 1.1))
+            read_at = self.clock()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), delay * self.rng.uniform(0.9, 1.1))
+            if self._refresh_now.is_set():  # a relay was lost: read now, if not just read
+                early = LOSS_REFRESH_MIN_SECONDS - (self.clock() - read_at)
+                if early > 0:
+                    await asyncio.sleep(early)
+                self._refresh_now.clear()
+                log.debug("relay discovery: reading the relay set again (a relay was lost)")
 
 
 def _where(candidate: RelayCandidate, endpoint: HostPort | None) -> str:

@@ -71,7 +71,7 @@ def parse_client(table: Table | None, state_dir: Path | None) -> ClientSettings:
         low,
         high,
         dns_discovery=table.boolean("dns_discovery", True),
-        dns_refresh_seconds=table.number("dns_refresh_seconds", 300.0, 10.0, 86400.0),
+        dns_refresh_seconds=table.number("dns_refresh_seconds", 60.0, 10.0, 86400.0),
         max_candidates=table.integer("max_candidates", 8, 1, 64),
         probe_interval_seconds=probe,
         dead_after_seconds=dead,

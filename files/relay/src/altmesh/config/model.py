@@ -139,7 +139,7 @@ class ClientSettings:
     reconnect_max_seconds: float
     # Finding and choosing relays (docs/client-config.md, "Relays: discovery and failover").
     dns_discovery: bool = True  # read the DNS-SD relay set (needs [dns])
-    dns_refresh_seconds: float = 300.0
+    dns_refresh_seconds: float = 60.0
     max_candidates: int = 8
     probe_interval_seconds: float = 0.5  # PING on the link to the current relay
     dead_after_seconds: float = 2.0  # nothing heard for this long: the relay is dead
