@@ -176,6 +176,27 @@ def network_addresses(container: str) -> dict[str, str]:
     return {name: str(network["IPAddress"]) for name, network in networks.items()}
 
 
+# The interface each network of the scenario has in a test host (molecule.yml names them, and the
+# inventory reads addresses from facts by these names).
+INTERFACES = {
+    f"mesh-{net}-{RUN_ID}": name
+    for net, name in (("ctl", "ctl0"), ("a", "neta"), ("b", "netb"), ("l12", "l12"))
+}
+
+
+def connect(network: str, container: str, address: str) -> None:
+    """`podman network connect` with the address given, and the interface named as molecule.yml
+    names it (podman names a connected interface ethN): a later playbook run finds the
+    address under the name the inventory uses."""
+    podman("network", "connect", "--ip", address, network, container)
+    wanted = INTERFACES[network]
+    found = podman("exec", container, "ip", "-o", "-4", "addr", "show", "to", address).split()
+    if found and found[1] != wanted:
+        current = found[1]
+        rename = f"ip link set {current} down && ip link set {current} name {wanted}"
+        podman("exec", container, "sh", "-c", f"{rename} && ip link set {wanted} up")
+
+
 def start_with_addresses(container: str, addresses: dict[str, str]) -> None:
     """Start a killed test host again with the addresses it had: podman gives a started container
     new ones, and a relay's advertised endpoints (its config, DNS) name the old ones."""
@@ -183,5 +204,5 @@ def start_with_addresses(container: str, addresses: dict[str, str]) -> None:
     for network, address in network_addresses(container).items():
         if address != addresses[network]:
             podman("network", "disconnect", network, container)
-            podman("network", "connect", "--ip", addresses[network], network, container)
+            connect(network, container, addresses[network])
     assert network_addresses(container) == addresses

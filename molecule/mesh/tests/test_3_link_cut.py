@@ -23,6 +23,7 @@ from meshhosts import (
     USER,
     WEB,
     attached_relay,
+    connect,
     eventually,
     mesh_links_up,
     network_addresses,
@@ -46,7 +47,7 @@ def path_within(user: Host, wanted: list[str], seconds: float) -> tuple[float | 
 
 
 def reconnect(network: str, container: str, address: str) -> None:
-    podman("network", "connect", "--ip", address, network, container)
+    connect(network, container, address)
 
 
 def test_the_client_is_on_relay1_and_the_service_on_relay2_before_the_cut() -> None:

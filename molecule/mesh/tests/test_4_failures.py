@@ -4,6 +4,9 @@
   are being made: every event each relay logged is stored by the dashboard exactly once;
 - the DNS primary's named stopped: the client resolves through the resolver, which now has
   only the secondary to ask (its cache flushed), DNSSEC-validated, and new streams succeed;
+- the client's relay container killed (SIGKILL: no drain) while streams run: new streams
+  succeed within 3 s, through the other relay the client can reach (found by DNS-SD), and no
+  stream that returned an answer returned a truncated one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import datetime as dt
 import json
 import time
 import tomllib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from meshhosts import (
@@ -21,16 +26,21 @@ from meshhosts import (
     NS1,
     NS2,
     PAGE_TEXT,
+    RELAY1,
     RELAY_HOSTS,
     RESOLVER,
     SERVICE,
     USER,
     WEB,
+    attached_relay,
     eventually,
     mesh_links_up,
     network_addresses,
+    node_status,
+    podman,
     podman_host,
     quote,
+    start_with_addresses,
 )
 from testinfra.host import Host
 
@@ -39,6 +49,7 @@ DASHBOARD_DB = "/var/lib/altmesh-dashboard/dashboard.sqlite3"
 EVENTS_FILE = "/var/log/altmesh/relay-events.jsonl"
 METRICS = "curl -sf --max-time 5 http://127.0.0.1:9400/metrics"
 OUTAGE_SECONDS = 12.0
+NEW_STREAM_GOAL_SECONDS = 3.0
 
 # On a host with a relay's address: make security events on that relay for `seconds` (TCP
 # connections that send bytes that are no handshake: handshake_failed, aggregated per source).
@@ -58,6 +69,66 @@ while time.monotonic() < end:
     except OSError:
         pass
     time.sleep(0.2)
+"""
+
+# On the client host: 3 workers open streams to the service through SOCKS5 for `seconds`, each
+# a GET / whose answer must be complete (its Content-Length), and write what happened as JSON.
+STREAMS = r"""
+import json, socket, sys, threading, time
+name, seconds, out = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+results, lock = [], threading.Lock()
+def exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise OSError(f"closed after {len(data)} of {size} bytes of the SOCKS5 reply")
+        data += chunk
+    return data
+def attempt():
+    started, error, ok = time.time(), "", False
+    try:
+        with socket.create_connection(("127.0.0.1", 1080), timeout=2) as sock:
+            sock.settimeout(2)
+            sock.sendall(b"\x05\x01\x00")
+            if sock.recv(2) != b"\x05\x00":
+                raise OSError("SOCKS5 refused")
+            sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() + b"\x00\x50")
+            reply = exactly(sock, 4)  # VER REP RSV ATYP, then the bound address and port
+            if reply[1] != 0:
+                raise OSError(f"SOCKS5 reply {reply[1]}")
+            size = {1: 4, 4: 16}.get(reply[3]) or exactly(sock, 1)[0]
+            exactly(sock, size + 2)
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: " + name.encode() + b"\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:")]
+        if not head.startswith(b"HTTP/1.") or b" 200 " not in head.split(b"\r\n")[0]:
+            raise OSError("no HTTP 200")
+        if not length or len(body) != length[0]:
+            error = f"truncated: {len(body)} of {length} bytes"
+        else:
+            ok = True
+    except OSError as exc:
+        error = str(exc) or type(exc).__name__
+    with lock:
+        results.append({"start": started, "end": time.time(), "ok": ok, "error": error})
+def worker(offset):
+    time.sleep(offset)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        attempt()
+        time.sleep(0.1)
+threads = [threading.Thread(target=worker, args=(i * 0.1,)) for i in range(3)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with open(out, "w") as handle:
+    json.dump(results, handle)
 """
 
 
@@ -190,10 +261,75 @@ def test_with_the_dns_primary_stopped_clients_resolve_through_the_resolver_and_s
     assert eventually(lambda: ns1.run("dig +time=1 +tries=1 @127.0.0.1 alt SOA").rc == 0)
 
 
+def streams_while(
+    user: Host, inject: Callable[[], None], label: str, figures: dict[str, str]
+) -> float:
+    """Open streams from the client to the service for 25 s, `inject` a failure 5 s in, and
+    check what happened: every stream before it succeeded, none returned a truncated answer, and
+    every stream started NEW_STREAM_GOAL_SECONDS or more after the failure succeeded (streams
+    started earlier may fail: the client has to notice the failure first). Returns how long
+    after the failure the last failing stream was started (0 if none failed)."""
+    seconds, out = 25.0, "/tmp/altmesh-failure-streams.json"
+    user.check_output(f"rm -f {out}")
+    running = user.run(
+        f"nohup python3 -c {quote(STREAMS)} {SERVICE} {seconds} {out} >/dev/null 2>&1 &"
+    )
+    assert running.rc == 0, running.stderr
+    time.sleep(5)
+    injected_at = time.time()
+    inject()
+    assert eventually(lambda: user.file(out).exists, seconds=seconds + 20)
+    time.sleep(0.5)  # written at once, but let the file be complete
+    results: list[dict[str, Any]] = json.loads(user.file(out).content_string)
+    before = [r for r in results if r["end"] < injected_at]
+    assert before and all(r["ok"] for r in before), before
+    assert [r for r in results if r["error"].startswith("truncated")] == []
+    after = sorted((r for r in results if r["start"] >= injected_at), key=lambda r: r["start"])
+    failed = [r for r in after if not r["ok"]]
+    failing_for = max((r["start"] - injected_at for r in failed), default=0.0)
+    late = [r for r in after if r["start"] >= injected_at + NEW_STREAM_GOAL_SECONDS]
+    figures[f"{label}: the last new stream that failed was started after (s)"] = (
+        f"{failing_for:.2f}"
+    )
+    figures[f"{label}: new streams that failed"] = (
+        f"{len(failed)} of {len(after)} ({sorted({r['error'] for r in failed})})"
+    )
+    assert late and all(r["ok"] for r in late), [r for r in late if not r["ok"]][:10]
+    return float(failing_for)
+
+
 def wait_for_full_mesh() -> None:
     for host in RELAY_HOSTS.values():
         relay = podman_host(host)
         assert eventually(lambda r=relay: len(mesh_links_up(r)) == 2, seconds=180), host
+
+
+def standby(user: Host, relay: str) -> bool:
+    """The client knows `relay` and its last probe of it was answered: a relay to move to."""
+    rows = [row for row in node_status(user)["candidates"] if row["name"] == relay]
+    return bool(rows) and rows[0]["state"] == "standby"
+
+
+def test_a_killed_relay_of_the_client_leaves_new_streams_failing_for_at_most_3_s(
+    figures: dict[str, str],
+) -> None:
+    user = podman_host(USER)
+    assert attached_relay(user) == "relay1"
+    # relay3, added by test_2, reaches the client by DNS-SD (read every 60 s) and its probes
+    assert eventually(lambda: standby(user, "relay3"), seconds=150), node_status(user)
+    addresses = network_addresses(RELAY1)
+    try:
+        streams_while(
+            user,
+            lambda: podman("kill", "--signal", "KILL", RELAY1),
+            "relay1 (the client's) killed",
+            figures,
+        )
+        # relay2 has no address on the client's networks: relay3 is the one left
+        assert attached_relay(user) == "relay3"
+    finally:
+        start_with_addresses(RELAY1, addresses)
+    wait_for_full_mesh()
 
 
 @pytest.fixture(autouse=True)
