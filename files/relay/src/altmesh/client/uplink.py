@@ -171,7 +171,6 @@ class Uplink:
         self._refusals_reported: set[bytes] = set()
         self._failures_reported: dict[bytes, str] = {}  # a relay's last failure logged at INFO
         self._probing: set[bytes] = set()
-        self._first_probe_tasks: list[asyncio.Task[None]] = []
         self._probe_slots = asyncio.Semaphore(PROBES_AT_ONCE)
         self._first_discovery = asyncio.Event()
         self._refresh_now = asyncio.Event()  # read the relay set now (a relay was lost)
@@ -540,8 +539,7 @@ class Uplink:
         candidates = self.selector.candidates
         if not candidates:
             return None
-        probes = [asyncio.create_task(self._probe(candidate)) for candidate in candidates]
-        self._first_probe_tasks = probes  # referenced until done
+        probes = [self.node.spawn(self._probe(candidate)) for candidate in candidates]
         await asyncio.wait(probes, timeout=FIRST_PROBE_WAIT)
         choice = self.selector.choose(self.clock())
         if choice is None:

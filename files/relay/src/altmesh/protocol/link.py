@@ -102,6 +102,7 @@ class LinkConnection:
         replay_store: ReplayStore | None,
         timestamps: TimestampIssuer,
         ephemeral_private: bytes | None = None,
+        probe: bool = False,
     ) -> None:
         """Use `initiator()` or `responder()`."""
         if not local_keys:
@@ -112,7 +113,7 @@ class LinkConnection:
         self._local: StaticKeyPair = self._local_keys[0]
         self._remote_static: bytes | None = remote_public
         self._remote_address: ipaddress.IPv6Address | None = None
-        self._probe = False  # a measuring link (HANDSHAKE_FLAG_PROBE), either side
+        self._probe = probe  # a measuring link (HANDSHAKE_FLAG_PROBE), either side
         self._authorize = authorize
         self._replay_store = replay_store
         self._timestamps = timestamps
@@ -160,7 +161,7 @@ class LinkConnection:
         """
         if len(remote_public) != C.KEY_LEN:
             raise InvalidArgument(f"remote public key must be {C.KEY_LEN} bytes")
-        link = cls(
+        return cls(
             config,
             is_initiator=True,
             local_keys=(local,),
@@ -169,9 +170,8 @@ class LinkConnection:
             replay_store=None,
             timestamps=timestamps,
             ephemeral_private=ephemeral_private,
+            probe=probe,
         )
-        link._probe = probe
-        return link
 
     @classmethod
     def responder(
